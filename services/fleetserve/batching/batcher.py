@@ -1,0 +1,211 @@
+"""A generic batcher: items queue on the event loop, executor threads run batches.
+
+The queue and all its bookkeeping live on the event loop thread; an executor thread only runs
+`run(items)` and hands the results back with `call_soon_threadsafe`, so no lock guards the queue.
+`run` must return one result per item, in order; a mismatch fails the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import queue
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from fleetserve.common.clock import Clock, SystemClock
+
+from .policy import BatchPolicy, GreedyPolicy
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one executed batch did, for statistics and metrics."""
+
+    items: int
+    rows: int
+    queue_seconds: list[float]
+    compute_seconds: float
+    failed: bool
+
+
+class _Pending(Generic[T, R]):
+    __slots__ = ("enqueued", "future", "item", "key", "size")
+
+    def __init__(self, item: T, size: int, key: Hashable, future: asyncio.Future[R], enqueued: float) -> None:
+        self.item = item
+        self.size = size
+        self.key = key
+        self.future = future
+        self.enqueued = enqueued
+
+    @property
+    def cancelled(self) -> bool:
+        return self.future.done()
+
+
+class BatcherClosed(Exception):
+    """The batcher no longer takes items (its model version is being unloaded)."""
+
+
+class Batcher(Generic[T, R]):
+    """Queues items and runs them in batches on `executors` threads."""
+
+    def __init__(
+        self,
+        run: Callable[[list[T]], list[R]],
+        *,
+        max_batch_size: int,
+        executors: int = 1,
+        policy: BatchPolicy | None = None,
+        on_batch: Callable[[BatchReport], None] | None = None,
+        clock: Clock | None = None,
+        name: str = "batcher",
+    ) -> None:
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self._policy = policy or GreedyPolicy()
+        self._on_batch = on_batch
+        self._clock = clock or SystemClock()
+        self._queue: collections.deque[_Pending[T, R]] = collections.deque()
+        self._idle: list[_Executor] = []
+        self._executors: list[_Executor] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._inflight = 0
+        self._drained: asyncio.Event | None = None
+        self._count = max(1, executors)
+        self._name = name
+
+    @property
+    def depth(self) -> int:
+        """Items waiting for an executor."""
+        return len(self._queue)
+
+    @property
+    def inflight(self) -> int:
+        """Items queued or running."""
+        return self._inflight
+
+    def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for i in range(self._count):
+            ex = _Executor(f"{self._name}-{i}", self)
+            self._executors.append(ex)
+            self._idle.append(ex)
+
+    async def submit(self, item: T, size: int = 1, key: Hashable = None) -> R:
+        """Queue an item and wait for its result (the exception of a failed batch is raised)."""
+        if self._closed:
+            raise BatcherClosed("model version is unloading")
+        if self._loop is None:
+            self._start()
+        assert self._loop is not None
+        future: asyncio.Future[R] = self._loop.create_future()
+        self._queue.append(_Pending(item, size, key, future, self._clock.monotonic()))
+        self._inflight += 1
+        try:
+            if self._idle:
+                self._dispatch()
+            return await future
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0 and self._drained is not None:
+                self._drained.set()
+
+    def _dispatch(self) -> None:
+        while self._idle and self._queue:
+            # Drop cancelled items at the head so they cannot block the queue.
+            while self._queue and self._queue[0].cancelled:
+                self._queue.popleft()
+            if not self._queue:
+                return
+            chosen = self._policy.take(self._queue, self.max_batch_size)
+            if not chosen:
+                return
+            batch = [self._queue[i] for i in chosen]
+            for i in reversed(chosen):
+                del self._queue[i]
+            batch = [p for p in batch if not p.cancelled]
+            if not batch:
+                continue
+            self._idle.pop().jobs.put(batch)
+
+    def _complete(
+        self, executor: _Executor, batch: list[_Pending[T, R]], results: Any, started: float, ended: float
+    ) -> None:
+        failed = isinstance(results, BaseException)
+        if not failed and len(results) != len(batch):
+            results = RuntimeError(f"batch of {len(batch)} items gave {len(results)} results")
+            failed = True
+        for i, p in enumerate(batch):
+            if p.future.done():
+                continue
+            if failed:
+                p.future.set_exception(results)
+            else:
+                p.future.set_result(results[i])
+        self._idle.append(executor)
+        if self._on_batch is not None:
+            self._on_batch(
+                BatchReport(
+                    items=len(batch),
+                    rows=sum(p.size for p in batch),
+                    queue_seconds=[started - p.enqueued for p in batch],
+                    compute_seconds=ended - started,
+                    failed=failed,
+                )
+            )
+        if self._queue:
+            self._dispatch()
+
+    def _execute(self, executor: _Executor, batch: list[_Pending[T, R]]) -> None:
+        started = self._clock.monotonic()
+        try:
+            results: Any = self._run([p.item for p in batch])
+        except Exception as exc:  # a failed batch fails its items, never the executor
+            results = exc
+        ended = self._clock.monotonic()
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._complete, executor, batch, results, started, ended)
+        except RuntimeError:
+            pass  # the loop has closed: nobody waits for these results any more
+
+    async def close(self, drain_timeout: float = 30.0) -> None:
+        """Stop taking items, let queued and running ones finish, then stop the executors."""
+        self._closed = True
+        if self._inflight:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), drain_timeout)
+            except TimeoutError:
+                for p in self._queue:
+                    if not p.future.done():
+                        p.future.set_exception(BatcherClosed("model version unloaded"))
+        for ex in self._executors:
+            ex.jobs.put(None)
+        for ex in self._executors:
+            await asyncio.to_thread(ex.thread.join, 5.0)
+
+
+class _Executor:
+    """One thread that runs one batch at a time."""
+
+    def __init__(self, name: str, owner: Batcher[Any, Any]) -> None:
+        self.jobs: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
+        self._owner = owner
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self.jobs.get()
+            if batch is None:
+                return
+            self._owner._execute(self, batch)

@@ -1,0 +1,1 @@
+"""Settings, the metrics registry and the clock: shared plumbing without business logic."""

@@ -1,0 +1,1 @@
+"""The ways to run the gateway: a local process (and, later, Ray Serve deployments)."""

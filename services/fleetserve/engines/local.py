@@ -1,0 +1,179 @@
+"""The local engine: one process serving REST (uvicorn), gRPC (grpc.aio) and metrics.
+
+REST and gRPC share one event loop and one data plane; inference runs on the batchers'
+executor threads, off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import uvicorn
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import start_http_server
+
+from fleetserve.common.metrics import GatewayMetrics
+from fleetserve.common.settings import ServeSettings
+from fleetserve.gateway.dataplane import DataPlane
+from fleetserve.gateway.grpc import SERVICE, InferenceServicer, generic_handler
+from fleetserve.gateway.rest import RestApp
+from fleetserve.repository.manager import ModelManager
+from fleetserve.repository.version import ServedVersion
+from fleetserve.runtimes.base import RuntimeOptions
+
+from .ports import PortTaken, bind, check_free
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BoundPorts:
+    """The ports a running server listens on (useful when 0 asked for a free one)."""
+
+    http: int
+    grpc: int
+    metrics: int
+
+
+def _batch_recorder(metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
+    children: dict[tuple[str, str], tuple] = {}  # type: ignore[type-arg]
+
+    def record(sv: ServedVersion, report) -> None:  # type: ignore[no-untyped-def]
+        key = (sv.name, sv.version_str)
+        found = children.get(key)
+        if found is None:
+            found = (
+                metrics.batch_size.labels(*key),
+                metrics.queue_duration.labels(*key),
+                metrics.compute_duration.labels(*key),
+                metrics.queue_depth.labels(*key),
+            )
+            children[key] = found
+        batch, queue, compute, depth = found
+        batch.observe(report.rows)
+        for q in report.queue_seconds:
+            queue.observe(q)
+        compute.observe(report.compute_seconds)
+        depth.set(sv.batcher.depth)
+
+    return record
+
+
+class LocalServer:
+    """A gateway replica in this process."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        options = RuntimeOptions(
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+            torch_threads=settings.torch_threads,
+        )
+        self.manager = ModelManager(
+            settings.model_repository,
+            options,
+            default_max_batch_size=settings.default_max_batch_size,
+            on_batch=_batch_recorder(self.metrics),
+            on_ready=lambda m, v, ok: self.metrics.model_ready.labels(m, v).set(1 if ok else 0),
+        )
+        self.dataplane = DataPlane(
+            self.manager, self.metrics, admin_token=settings.token(), control_mode=settings.model_control_mode
+        )
+        self._stop = asyncio.Event()
+        self.ports: BoundPorts | None = None
+        self.started = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Bind, load, serve until asked to stop, then drain and stop."""
+        s = self.settings
+        http_sock = bind(s.host, s.http_port, "HTTP of fleetserve serve")
+        if s.metrics_port:
+            check_free(s.host, s.metrics_port, "metrics of fleetserve serve")
+        grpc_server = aio.server(
+            options=[
+                ("grpc.max_receive_message_length", s.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", s.grpc_max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        grpc_server.add_generic_rpc_handlers((generic_handler(InferenceServicer(self.dataplane)),))
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+        target = f"[{s.host}]:{s.grpc_port}" if ":" in s.host else f"{s.host}:{s.grpc_port}"
+        try:
+            grpc_port = grpc_server.add_insecure_port(target)
+        except RuntimeError:
+            grpc_port = 0
+        if grpc_port == 0:
+            http_sock.close()
+            raise PortTaken(f"port {s.grpc_port} on {s.host} (gRPC of fleetserve serve) is taken")
+        metrics_port = 0
+        if s.metrics_port:
+            httpd, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+            metrics_port = httpd.server_port
+        else:
+            httpd = None
+        await self.manager.start(s.model_control_mode, s.load_model)
+        await grpc_server.start()
+        for name in ("", SERVICE):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        config = uvicorn.Config(
+            RestApp(self.dataplane, s.max_request_bytes),
+            http="httptools",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=75,
+            h11_max_incomplete_event_size=s.max_request_bytes,
+        )
+        rest_server = uvicorn.Server(config)
+        rest_task = asyncio.create_task(rest_server.serve(sockets=[http_sock]))
+        poll_task = asyncio.create_task(self._poll()) if s.model_control_mode == "poll" else None
+        self.ports = BoundPorts(http_sock.getsockname()[1], grpc_port, metrics_port)
+        self.started.set()
+        log.info("serving HTTP %d, gRPC %d, metrics %d", *vars(self.ports).values())
+        stop_task = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({rest_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for name in ("", SERVICE):
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            if poll_task is not None:
+                poll_task.cancel()
+            rest_server.should_exit = True
+            await grpc_server.stop(grace=5)
+            await asyncio.gather(rest_task, return_exceptions=True)
+            stop_task.cancel()
+            await self.manager.stop()
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.repository_poll_secs)
+            try:
+                await self.manager.poll()
+            except Exception:  # a broken poll must not stop serving; the next one retries
+                log.exception("repository poll failed")
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run a replica until SIGINT / SIGTERM."""
+
+    async def main() -> None:
+        server = LocalServer(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_stop)
+        await server.run()
+
+    asyncio.run(main())

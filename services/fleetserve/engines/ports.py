@@ -1,0 +1,29 @@
+"""Binding listening sockets up front, so a taken port is a clear error naming it."""
+
+from __future__ import annotations
+
+import socket
+
+
+class PortTaken(Exception):
+    """A port that a process wanted is in use."""
+
+
+def bind(host: str, port: int, what: str) -> socket.socket:
+    """A listening TCP socket on host:port, or PortTaken naming the port and who wanted it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortTaken(f"port {port} on {host} ({what}) is taken: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def check_free(host: str, port: int, what: str) -> None:
+    """Raise PortTaken when host:port cannot be bound now."""
+    bind(host, port, what).close()

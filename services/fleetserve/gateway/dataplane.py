@@ -1,0 +1,203 @@
+"""The data plane: the single path every transport takes. Validate, route, infer, respond.
+
+REST and gRPC adapters decode their wire form into protocol types, call one method here, and
+encode what it returns; everything that decides anything happens here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from fleetserve import __version__
+from fleetserve.common.metrics import GatewayMetrics
+from fleetserve.protocol.errors import ErrorCode, FleetError
+from fleetserve.protocol.types import (
+    IndexEntry,
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    ServerMetadata,
+    TensorMetadata,
+)
+from fleetserve.repository.manager import ModelManager
+from fleetserve.repository.version import ServedVersion
+from fleetserve.wire import inference_pb2 as pb
+from fleetserve.wire import model_config_pb2 as mc
+
+from . import outputs, validation
+from .errors import CODE_LABEL
+
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics")
+
+
+class DataPlane:
+    """Everything a v2 server answers, independent of transport."""
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: GatewayMetrics,
+        *,
+        admin_token: str | None = None,
+        control_mode: str = "poll",
+    ) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self._token = admin_token
+        self._control_mode = control_mode
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._live = True
+
+    # --- health and metadata ---
+
+    def live(self) -> bool:
+        return self._live
+
+    def ready(self) -> bool:
+        return self._live and self.manager.all_ready()
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """Whether the model (version) would serve a request now (unknown ones are not ready)."""
+        return self.manager.is_ready(name, version)
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata("fleetserve", __version__, EXTENSIONS)
+
+    def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
+        served = self.manager.resolve(name, version)
+        return ModelMetadata(
+            name=name,
+            versions=tuple(sv.version_str for sv in self.manager.served_versions(name)),
+            platform=served.platform,
+            inputs=tuple(TensorMetadata(s.name, s.datatype, s.shape) for s in served.inputs),
+            outputs=tuple(TensorMetadata(s.name, s.datatype, s.shape) for s in served.outputs),
+        )
+
+    def model_config(self, name: str, version: str = "") -> mc.ModelConfig:
+        return self.manager.resolve(name, version).config
+
+    def model_statistics(self, name: str = "", version: str = "") -> pb.ModelStatisticsResponse:
+        """Triton's statistics extension, for one model (version) or all."""
+        if name:
+            served = [self.manager.resolve(name, version)] if version else self.manager.served_versions(name)
+            if not served:
+                self.manager.resolve(name)  # raises NOT_FOUND / UNAVAILABLE
+        else:
+            served = self.manager.all_served()
+        response = pb.ModelStatisticsResponse()
+        for sv in served:
+            s = sv.stats
+            entry = response.model_stats.add(
+                name=sv.name,
+                version=sv.version_str,
+                last_inference=s.last_inference_ms,
+                inference_count=s.inference_count,
+                execution_count=s.execution_count,
+            )
+            for field in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output"):
+                d = getattr(s, field)
+                getattr(entry.inference_stats, field).CopyFrom(pb.StatisticDuration(count=d.count, ns=d.ns))
+            for size in sorted(s.batches):
+                d = s.batches[size]
+                b = entry.batch_stats.add(batch_size=size)
+                b.compute_infer.CopyFrom(pb.StatisticDuration(count=d.count, ns=d.ns))
+        return response
+
+    # --- repository (control plane) ---
+
+    def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
+        return self.manager.index(ready_only)
+
+    def _authorize(self, token: str | None) -> None:
+        if self._token is None:
+            return
+        if not token:
+            raise FleetError(
+                ErrorCode.UNAUTHENTICATED, "this call needs 'Authorization: Bearer <admin token>'"
+            )
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            raise FleetError(ErrorCode.PERMISSION_DENIED, "the admin token is not valid")
+
+    def _check_control(self, parameters: dict[str, Any]) -> None:
+        if self._control_mode == "none":
+            raise FleetError(
+                ErrorCode.UNAVAILABLE, "model control mode is 'none': load and unload are not allowed"
+            )
+        unknown = set(parameters) - {"unload_dependents"}
+        if unknown:
+            raise FleetError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"load / unload parameters not supported: {', '.join(sorted(unknown))}",
+            )
+
+    async def load_model(
+        self, name: str, token: str | None, parameters: dict[str, Any] | None = None
+    ) -> None:
+        """Load or reload a model from the repository (all the versions its policy serves)."""
+        self._authorize(token)
+        self._check_control(parameters or {})
+        entry = await self.manager.load(name)
+        if not entry.serving:
+            raise FleetError(
+                ErrorCode.UNAVAILABLE, f"model '{name}' failed to load: {self.manager._reason(entry)}"
+            )
+
+    async def unload_model(
+        self, name: str, token: str | None, parameters: dict[str, Any] | None = None
+    ) -> None:
+        """Unload a model; it stays unloaded until loaded again."""
+        self._authorize(token)
+        self._check_control(parameters or {})
+        await self.manager.unload(name)
+
+    # --- inference ---
+
+    async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
+        """Validate, route, compute and build the response of one inference request."""
+        started = time.perf_counter()
+        served = self.manager.resolve(request.model_name, request.model_version)
+        route = "explicit" if request.model_version else "production"
+        code: ErrorCode | None = None
+        try:
+            response = await self._infer(served, request)
+        except FleetError as exc:
+            code = exc.code
+            raise
+        except Exception as exc:
+            code = ErrorCode.INTERNAL
+            raise FleetError(
+                ErrorCode.INTERNAL, f"model '{served.name}' version {served.version} failed: {exc}"
+            ) from exc
+        finally:
+            elapsed = time.perf_counter() - started
+            served.stats.record_request(elapsed, code is None)
+            counter, histogram = self._metric_children(served, protocol, route, code)
+            counter.inc()
+            histogram.observe(elapsed)
+        return response
+
+    async def _infer(self, served: ServedVersion, request: InferRequest) -> InferResponse:
+        tensors = validation.model_inputs(served, request)
+        computed = await served.infer(tensors)
+        return InferResponse(
+            model_name=served.name,
+            model_version=served.version_str,
+            id=request.id,
+            outputs=outputs.select(served, request, computed),
+            parameters={"request_id": request.request_id},
+        )
+
+    def _metric_children(
+        self, served: ServedVersion, protocol: str, route: str, code: ErrorCode | None
+    ) -> tuple[Any, Any]:
+        key = (served.name, served.version_str, protocol, route, CODE_LABEL[code])
+        found = self._children.get(key)
+        if found is None:
+            found = (
+                self.metrics.requests.labels(*key),
+                self.metrics.request_duration.labels(served.name, served.version_str, protocol),
+            )
+            self._children[key] = found
+        return found

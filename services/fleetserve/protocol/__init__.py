@@ -1,0 +1,1 @@
+"""The v2 inference protocol: request / response types, datatypes, codecs and error codes."""

@@ -1,0 +1,1 @@
+"""Model runtimes: one file per backend behind the `Runtime` protocol."""

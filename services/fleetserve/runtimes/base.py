@@ -1,0 +1,49 @@
+"""The `Runtime` protocol every backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """A tensor as the model file declares it: v2 datatype, full shape (-1 = variable)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """How a runtime should run: threads and device."""
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    torch_threads: int = 1
+    device: str = "cpu"  # "cpu" or "cuda"
+
+
+class Runtime(Protocol):
+    """A loaded model that computes a batch at a time. Calls come from one executor thread."""
+
+    def load(self) -> None:
+        """Load the model; raise with a readable reason when the file is unusable."""
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Compute every output for a batch of inputs keyed by input name."""
+        ...
+
+    def unload(self) -> None:
+        """Release what `load` took."""
+
+    def inputs(self) -> list[TensorSpec]:
+        """The inputs the model declares (valid after load)."""
+        ...
+
+    def outputs(self) -> list[TensorSpec]:
+        """The outputs the model declares (valid after load)."""
+        ...

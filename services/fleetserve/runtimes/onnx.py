@@ -1,0 +1,69 @@
+"""ONNX models on onnxruntime (CUDA execution provider when present, else CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .base import RuntimeOptions, TensorSpec
+
+_ORT_TYPES = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(bfloat16)": "BF16",
+    "tensor(string)": "BYTES",
+}
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
+
+
+class OnnxRuntime:
+    """An onnxruntime InferenceSession for one model version instance."""
+
+    def __init__(self, path: Path, options: RuntimeOptions) -> None:
+        self.path = path
+        self.options = options
+        self._session: ort.InferenceSession | None = None
+        self._output_names: list[str] = []
+
+    def load(self) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.options.intra_op_threads
+        opts.inter_op_num_threads = self.options.inter_op_threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if self.options.device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        self._output_names = [o.name for o in self._session.get_outputs()]
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self._session is not None, "infer before load"
+        results = self._session.run(self._output_names, inputs)
+        return dict(zip(self._output_names, results, strict=True))
+
+    def unload(self) -> None:
+        self._session = None
+
+    def inputs(self) -> list[TensorSpec]:
+        assert self._session is not None
+        return [_spec(a) for a in self._session.get_inputs()]
+
+    def outputs(self) -> list[TensorSpec]:
+        assert self._session is not None
+        return [_spec(a) for a in self._session.get_outputs()]
