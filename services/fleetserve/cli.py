@@ -69,7 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fleetserve.trainer.train import run
+    from fleetserve.trainer.pipeline import run
 
     kwargs: dict[str, Any] = {"model": args.model, "repository": args.model_repository, "seed": args.seed}
     if args.epochs is not None:
