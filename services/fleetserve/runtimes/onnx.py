@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from fleetserve.protocol.errors import invalid
+
 from .base import RuntimeOptions, TensorSpec
 
 _ORT_TYPES = {
@@ -32,6 +34,18 @@ def _spec(arg: ort.NodeArg) -> TensorSpec:
     return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
 
 
+def _strings(array: np.ndarray) -> np.ndarray:
+    """onnxruntime string tensors take `str`: v2 BYTES items are decoded as UTF-8."""
+    out = np.empty(array.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, item in enumerate(array.reshape(-1)):
+        try:
+            flat[i] = item.decode() if isinstance(item, bytes) else str(item)
+        except UnicodeDecodeError:
+            raise invalid("an ONNX string input must be UTF-8 text; got bytes that are not") from None
+    return out
+
+
 class OnnxRuntime:
     """An onnxruntime InferenceSession for one model version instance."""
 
@@ -54,7 +68,8 @@ class OnnxRuntime:
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self._session is not None, "infer before load"
-        results = self._session.run(self._output_names, inputs)
+        feed = {k: _strings(v) if v.dtype == object else v for k, v in inputs.items()}
+        results = self._session.run(self._output_names, feed)
         return dict(zip(self._output_names, results, strict=True))
 
     def unload(self) -> None:

@@ -1,0 +1,76 @@
+"""Small models generated for tests: identity models per v2 datatype, a doubling model, and
+a copy of the project's digits model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "model_repository" / "digits"
+
+ONNX_TYPES = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BF16": TensorProto.BFLOAT16,
+    "BYTES": TensorProto.STRING,
+}
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+
+
+def identity_model(repo: Path, datatype: str, name: str | None = None) -> str:
+    """`identity_<type>`: INPUT0 [-1, 4] -> OUTPUT0, no config.pbtxt (derived from the model)."""
+    name = name or f"identity_{datatype.lower()}"
+    t = ONNX_TYPES[datatype]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        name,
+        [helper.make_tensor_value_info("INPUT0", t, ["N", 4])],
+        [helper.make_tensor_value_info("OUTPUT0", t, ["N", 4])],
+    )
+    _save(graph, repo / name / "1" / "model.onnx")
+    return name
+
+
+def double_model(
+    repo: Path, name: str = "double", versions: tuple[int, ...] = (1,), config: str | None = None
+) -> str:
+    """`double`: x FP32 [-1, 4] -> y = x * version * 2 (each version distinguishable)."""
+    for v in versions:
+        factor = helper.make_tensor("factor", TensorProto.FLOAT, [], [2.0 * v])
+        graph = helper.make_graph(
+            [helper.make_node("Mul", ["x", "factor"], ["y"])],
+            name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+            [factor],
+        )
+        _save(graph, repo / name / str(v) / "model.onnx")
+    if config is not None:
+        (repo / name / "config.pbtxt").write_text(config)
+    return name
+
+
+def digits_model(repo: Path) -> str:
+    """A copy of the project's digits model."""
+    shutil.copytree(DIGITS, repo / "digits")
+    return "digits"
