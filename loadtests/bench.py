@@ -556,6 +556,11 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _fmt_ms(value: float | None) -> str:
+    """Milliseconds with 2 decimals, 3 under 1 ms (a tiny model's raw latency)."""
+    return _fmt(value, 3 if value is not None and value < 1.0 else 2)
+
+
 def format_table(name: str, result: dict[str, Any]) -> str:
     """Return the printed table of one model's result (raw line, then one row per point)."""
     lines = [f"== {name} =="]
@@ -567,8 +572,8 @@ def format_table(name: str, result: dict[str, Any]) -> str:
     if raw:
         lines.append(
             f"raw onnxruntime, in process, batch 1, 1 thread, core {raw['core']}: "
-            f"{raw['req_per_s']:.1f} req/s, p50 {_fmt(raw['p50_ms'], 2)} ms, "
-            f"p99 {_fmt(raw['p99_ms'], 2)} ms ({raw['requests']} runs in {raw['seconds']:.1f} s)"
+            f"{raw['req_per_s']:.1f} req/s, p50 {_fmt_ms(raw['p50_ms'])} ms, "
+            f"p99 {_fmt_ms(raw['p99_ms'])} ms ({raw['requests']} runs in {raw['seconds']:.1f} s)"
         )
     else:
         lines.append(f"raw onnxruntime: {result.get('raw_skipped', 'not measured')}")
@@ -589,8 +594,8 @@ def format_table(name: str, result: dict[str, Any]) -> str:
                 point["protocol"],
                 str(point["concurrency"]),
                 _fmt(point["req_per_s"]),
-                _fmt(point["p50_ms"], 2),
-                _fmt(point["p99_ms"], 2),
+                _fmt_ms(point["p50_ms"]),
+                _fmt_ms(point["p99_ms"]),
                 str(point["errors"]),
                 _fmt(point["cpu_percent"]),
                 _fmt(ratio(point["req_per_s"], raw_rate), 2),

@@ -19,7 +19,9 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models.digits_model(repo)
     models.double_model(repo)
     for datatype in models.ONNX_TYPES:
-        models.identity_model(repo, datatype)
+        if datatype != "BF16":  # onnxruntime's Python API cannot pass bfloat16 (TorchScript serves it)
+            models.identity_model(repo, datatype)
+    models.identity_model(repo, "FP32", name="identity_wide", width="W")
     return repo
 
 

@@ -37,15 +37,15 @@ def _save(graph: onnx.GraphProto, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def identity_model(repo: Path, datatype: str, name: str | None = None) -> str:
-    """`identity_<type>`: INPUT0 [-1, 4] -> OUTPUT0, no config.pbtxt (derived from the model)."""
+def identity_model(repo: Path, datatype: str, name: str | None = None, width: int | str = 4) -> str:
+    """`identity_<type>`: INPUT0 [-1, width] -> OUTPUT0, no config.pbtxt (derived from the model)."""
     name = name or f"identity_{datatype.lower()}"
     t = ONNX_TYPES[datatype]
     graph = helper.make_graph(
         [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
         name,
-        [helper.make_tensor_value_info("INPUT0", t, ["N", 4])],
-        [helper.make_tensor_value_info("OUTPUT0", t, ["N", 4])],
+        [helper.make_tensor_value_info("INPUT0", t, ["N", width])],
+        [helper.make_tensor_value_info("OUTPUT0", t, ["N", width])],
     )
     _save(graph, repo / name / "1" / "model.onnx")
     return name

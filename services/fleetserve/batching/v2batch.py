@@ -37,6 +37,8 @@ def rows_of(inputs: Tensors) -> int:
     return int(first.shape[0]) if first.ndim else 1
 
 
-def batch_key(inputs: Tensors) -> tuple[tuple[int, ...], ...]:
-    """Items batch together only when every input agrees beyond the batch dimension."""
-    return tuple(a.shape[1:] for a in inputs.values())
+def batch_key(inputs: Tensors) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Items batch together only when every input agrees beyond the batch dimension.
+
+    Keyed by name: requests may list their inputs in any order."""
+    return tuple((name, inputs[name].shape[1:]) for name in sorted(inputs))

@@ -139,7 +139,7 @@ class LocalServer:
         poll_task = asyncio.create_task(self._poll()) if s.model_control_mode == "poll" else None
         self.ports = BoundPorts(http_sock.getsockname()[1], grpc_port, metrics_port)
         self.started.set()
-        log.info("serving HTTP %d, gRPC %d, metrics %d", *vars(self.ports).values())
+        self._announce()
         stop_task = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({rest_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -156,6 +156,18 @@ class LocalServer:
             if httpd is not None:
                 httpd.shutdown()
                 httpd.server_close()
+
+    def _announce(self) -> None:
+        assert self.ports is not None
+        host = self.settings.host
+        models = ", ".join(f"{sv.name} v{sv.version}" for sv in self.manager.all_served()) or "none"
+        print(
+            f"fleetserve serving {models}\n"
+            f"  REST     http://{host}:{self.ports.http}/v2   (infer: POST /v2/models/<model>/infer)\n"
+            f"  gRPC     {host}:{self.ports.grpc}   (inference.GRPCInferenceService)\n"
+            f"  metrics  http://{host}:{self.ports.metrics}/metrics",
+            flush=True,
+        )
 
     async def _poll(self) -> None:
         while True:

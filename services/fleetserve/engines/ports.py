@@ -12,7 +12,9 @@ class PortTaken(Exception):
 def bind(host: str, port: int, what: str) -> socket.socket:
     """A listening TCP socket on host:port, or PortTaken naming the port and who wanted it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+    # without it a response written in two parts waits out the peer's delayed ACK (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -27,11 +28,15 @@ def datatype_of(name: str, tensor: str) -> datatypes.DataType:
 def check_shape(shape: Sequence[Any], tensor: str) -> tuple[int, ...]:
     """A request shape as a tuple of non-negative ints, or a clear error."""
     try:
-        dims = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise invalid(f"tensor '{tensor}': shape must be a list of integers, got {shape!r}") from None
-    if any(d < 0 for d in dims) or any(isinstance(d, bool) for d in shape):
-        raise invalid(f"tensor '{tensor}': shape must hold non-negative integers, got {list(shape)}")
+        items = list(shape)
+    except TypeError:
+        items = None
+    # int() would also take 1.5, "3" and True; only integers are dimensions.
+    if items is None or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in items):
+        raise invalid(f"tensor '{tensor}': shape must be a list of integers, got {shape!r}")
+    dims = tuple(int(d) for d in items)
+    if any(d < 0 for d in dims):
+        raise invalid(f"tensor '{tensor}': shape must hold non-negative integers, got {list(dims)}")
     return dims
 
 
@@ -99,23 +104,40 @@ def from_json(data: Any, datatype: str, shape: tuple[int, ...], tensor: str) -> 
     if not isinstance(data, list):
         data = [data]
     try:
+        values = _flatten(data)
         if dt.size == 0:
-            items = [_to_bytes(x, tensor) for x in _flatten(data)]
+            items = [_to_bytes(x, tensor) for x in values]
             flat = np.empty(len(items), dtype=object)
             flat[:] = items
-        elif dt.name == "BF16":
-            flat = np.asarray(data, dtype=np.float32).astype(dt.dtype).reshape(-1)
         else:
-            flat = np.asarray(data, dtype=dt.dtype).reshape(-1)
+            _check_json_types(values, dt, tensor)
+            if dt.name == "BF16":
+                flat = np.asarray(values, dtype=np.float32).astype(dt.dtype)
+            else:
+                flat = np.asarray(values, dtype=dt.dtype)
     except (ValueError, TypeError, OverflowError) as exc:
         raise invalid(f"tensor '{tensor}': data does not hold {datatype} values: {exc}") from None
     if flat.size != count:
         raise invalid(
             f"tensor '{tensor}': got {flat.size} elements of data, expected {count} for shape {list(shape)}"
         )
-    if dt.name == "BOOL" and any(not isinstance(x, bool) for x in _flatten(data)[:count]):
-        raise invalid(f"tensor '{tensor}': BOOL data must be true / false")
     return flat.reshape(shape)
+
+
+_FLOATS = ("FP16", "FP32", "FP64", "BF16")
+
+
+def _check_json_types(values: list[Any], dt: datatypes.DataType, tensor: str) -> None:
+    """numpy would turn "1.5" into 1.5, 1.7 into 1 and true into 1.0; v2 JSON data is typed."""
+    if dt.name == "BOOL":
+        if any(type(x) is not bool for x in values):
+            raise invalid(f"tensor '{tensor}': BOOL data must be true / false")
+        return
+    allowed = (int, float) if dt.name in _FLOATS else (int,)
+    for x in values:
+        if type(x) not in allowed:
+            kind = "numbers" if dt.name in _FLOATS else "integers"
+            raise TypeError(f"{dt.name} data must be {kind}, got {type(x).__name__} {x!r}")
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -124,10 +146,15 @@ def _flatten(data: list[Any]) -> list[Any]:
             raise ValueError("ragged nested lists")
         return data
     out: list[Any] = []
+    width = -1
     for row in data:
-        if not isinstance(row, list):
+        if not isinstance(row, list) or len(row) != len(data[0]):
             raise ValueError("ragged nested lists")
-        out.extend(_flatten(row))
+        flat = _flatten(row)
+        if width not in (-1, len(flat)):
+            raise ValueError("ragged nested lists")
+        width = len(flat)
+        out.extend(flat)
     return out
 
 

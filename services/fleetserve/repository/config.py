@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -27,7 +28,7 @@ def read_config(model_dir: Path) -> mc.ModelConfig | None:
         return None
     config = mc.ModelConfig()
     try:
-        text_format.Parse(path.read_text(), config, allow_unknown_field=True)
+        text_format.Parse(_list_colons(path.read_text()), config, allow_unknown_field=True)
     except (text_format.ParseError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config.pbtxt does not parse: {exc}") from None
     if config.name and config.name != model_dir.name:
@@ -35,6 +36,16 @@ def read_config(model_dir: Path) -> mc.ModelConfig | None:
             f"config.pbtxt names the model '{config.name}' but its folder is '{model_dir.name}'"
         )
     return config
+
+
+# A string or a comment (kept as is), or a field name directly followed by a list.
+_LIST_FIELD = re.compile(r"""("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*)|([A-Za-z_]\w*)(\s*)\[""")
+
+
+def _list_colons(text: str) -> str:
+    """`name [ ... ]` as `name: [ ... ]`: the same in text format, but protobuf can skip an unknown
+    field (Triton's `model_warmup [ ... ]`, `ensemble_scheduling { step [ ... ] }`) only with the colon."""
+    return _LIST_FIELD.sub(lambda m: m.group(1) or f"{m.group(2)}:{m.group(3)}[", text)
 
 
 def platform_of(config: mc.ModelConfig | None, version_dir: Path) -> str:

@@ -26,7 +26,7 @@ from .version import ServedVersion
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")  # \Z: "$" would take "name\n"
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 

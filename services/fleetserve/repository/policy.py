@@ -12,7 +12,8 @@ def version_folders(model_dir: Path) -> list[int]:
     found: list[int] = []
     for entry in model_dir.iterdir():
         name = entry.name
-        if entry.is_dir() and name.isdigit() and name.isascii() and int(name) > 0:
+        # "007" is not version 7: the loader finds a version's folder by str(version).
+        if entry.is_dir() and name.isdigit() and name.isascii() and int(name) > 0 and name[0] != "0":
             found.append(int(name))
     return sorted(found)
 

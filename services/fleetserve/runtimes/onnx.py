@@ -65,6 +65,13 @@ class OnnxRuntime:
             providers.insert(0, "CUDAExecutionProvider")
         self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         self._output_names = [o.name for o in self._session.get_outputs()]
+        bf16 = [a.name for a in [*self._session.get_inputs(), *self._session.get_outputs()] if a.type == "tensor(bfloat16)"]
+        if bf16:
+            self._session = None
+            raise ValueError(
+                f"tensors {', '.join(bf16)} are bfloat16, which onnxruntime's Python API cannot pass; "
+                "serve this model as TorchScript or export it with FP16 / FP32"
+            )
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self._session is not None, "infer before load"
