@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,8 +105,6 @@ def test_server_is_live_and_the_good_model_serves(srv: ServerProcess) -> None:
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_model_is_listed_unavailable_with_a_reason(srv: ServerProcess, name: str) -> None:
-    import re
-
     reason = reason_of(srv, name)
     assert re.search(BAD[name], reason, re.IGNORECASE), reason
     assert name not in {r["name"] for r in index(srv, ready=True)}

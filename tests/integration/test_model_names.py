@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest

@@ -74,3 +74,23 @@ def digits_model(repo: Path) -> str:
     """A copy of the project's digits model."""
     shutil.copytree(DIGITS, repo / "digits")
     return "digits"
+
+
+def torchscript_model(repo: Path, name: str = "ts_scale", datatype: str = "FP32") -> str:
+    """A TorchScript model (`model.pt`) with its config: OUTPUT__0 = INPUT__0 * 3 (and in its dtype)."""
+    import torch
+
+    class Scale(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 3
+
+    config_type = {"FP32": "TYPE_FP32", "BF16": "TYPE_BF16", "FP16": "TYPE_FP16"}[datatype]
+    version = repo / name / "1"
+    version.mkdir(parents=True)
+    torch.jit.script(Scale()).save(str(version / "model.pt"))
+    (repo / name / "config.pbtxt").write_text(
+        f'name: "{name}"\nplatform: "pytorch_libtorch"\nmax_batch_size: 8\n'
+        f'input [ {{ name: "INPUT__0" data_type: {config_type} dims: [ 4 ] }} ]\n'
+        f'output [ {{ name: "OUTPUT__0" data_type: {config_type} dims: [ 4 ] }} ]\n'
+    )
+    return name

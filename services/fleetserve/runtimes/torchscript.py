@@ -10,9 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from .base import RuntimeOptions, TensorSpec
+
+
+def _to_torch(array: np.ndarray) -> Any:
+    import torch
+
+    if array.dtype == ml_dtypes.bfloat16:  # numpy has no bfloat16 of its own: reinterpret the bits
+        return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)
+    if not array.flags.writeable:
+        array = array.copy()  # torch.from_numpy wants writeable memory
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    import torch
+
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
 
 
 class TorchScriptRuntime:
@@ -41,16 +61,16 @@ class TorchScriptRuntime:
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])).to(self._device) for s in self._inputs]
+        args = [_to_torch(inputs[s.name]).to(self._device) for s in self._inputs]
         with torch.inference_mode():
             result = self._module(*args)
         if isinstance(result, dict):
-            return {k: v.detach().cpu().numpy() for k, v in result.items()}
+            return {k: _to_numpy(v) for k, v in result.items()}
         if isinstance(result, torch.Tensor):
             result = (result,)
         if len(result) != len(self._outputs):
             raise RuntimeError(f"model returned {len(result)} outputs, config declares {len(self._outputs)}")
-        return {s.name: r.detach().cpu().numpy() for s, r in zip(self._outputs, result, strict=True)}
+        return {s.name: _to_numpy(r) for s, r in zip(self._outputs, result, strict=True)}
 
     def unload(self) -> None:
         self._module = None
