@@ -1,14 +1,20 @@
-"""A generic batcher: items queue on the event loop, executor threads run batches.
+"""A generic batcher: items queue on the event loop, executors run batches.
 
 The queue and all its bookkeeping live on the event loop thread; an executor thread only runs
-`run(items)` and hands the results back with `call_soon_threadsafe`, so no lock guards the queue.
-`run` must return one result per item, in order; a mismatch fails the whole batch.
+`run(items)` and hands the results back with `call_soon_threadsafe`, so no lock guards the
+queue. `run` must return one result per item, in order; a mismatch fails the whole batch.
+
+Dispatch happens once per loop iteration (`call_soon`), so requests that arrive together form
+one batch even when an executor is idle. A batch that the latency model predicts to take less
+than `inline_below_s` runs on the loop itself: on a busy core, handing it to a thread and back
+costs more than computing it (two thread switches and a wake-up of the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import queue
 import threading
 from collections.abc import Callable, Hashable
@@ -17,10 +23,13 @@ from typing import Any, Generic, TypeVar
 
 from fleetserve.common.clock import Clock, SystemClock
 
+from .latency import LatencyModel
 from .policy import BatchPolicy, GreedyPolicy
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -32,6 +41,7 @@ class BatchReport:
     queue_seconds: list[float]
     compute_seconds: float
     failed: bool
+    inline: bool = False
 
 
 class _Pending(Generic[T, R]):
@@ -54,7 +64,7 @@ class BatcherClosed(Exception):
 
 
 class Batcher(Generic[T, R]):
-    """Queues items and runs them in batches on `executors` threads."""
+    """Queues items and runs them in batches on `executors` executors."""
 
     def __init__(
         self,
@@ -65,6 +75,7 @@ class Batcher(Generic[T, R]):
         policy: BatchPolicy | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
         clock: Clock | None = None,
+        inline_below_s: float = 0.0,
         name: str = "batcher",
     ) -> None:
         self._run = run
@@ -72,11 +83,14 @@ class Batcher(Generic[T, R]):
         self._policy = policy or GreedyPolicy()
         self._on_batch = on_batch
         self._clock = clock or SystemClock()
+        self._inline_below = inline_below_s
+        self.latency = LatencyModel()
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
         self._idle: list[_Executor] = []
         self._executors: list[_Executor] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._flush_scheduled = False
         self._inflight = 0
         self._drained: asyncio.Event | None = None
         self._count = max(1, executors)
@@ -105,18 +119,24 @@ class Batcher(Generic[T, R]):
             raise BatcherClosed("model version is unloading")
         if self._loop is None:
             self._start()
-        assert self._loop is not None
-        future: asyncio.Future[R] = self._loop.create_future()
+        loop = self._loop
+        assert loop is not None
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Pending(item, size, key, future, self._clock.monotonic()))
         self._inflight += 1
         try:
-            if self._idle:
-                self._dispatch()
+            if self._idle and not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
             return await future
         finally:
             self._inflight -= 1
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._idle and self._queue:
@@ -134,14 +154,36 @@ class Batcher(Generic[T, R]):
             batch = [p for p in batch if not p.cancelled]
             if not batch:
                 continue
-            self._idle.pop().jobs.put(batch)
+            executor = self._idle.pop()
+            if self._inline_below > 0:
+                predicted = self.latency.predict(sum(p.size for p in batch))
+                if predicted is not None and predicted < self._inline_below:
+                    self._execute_inline(executor, batch)
+                    continue
+            executor.jobs.put(batch)
+
+    def _execute_inline(self, executor: _Executor, batch: list[_Pending[T, R]]) -> None:
+        started = self._clock.monotonic()
+        try:
+            results: Any = self._run([p.item for p in batch])
+        except Exception as exc:  # a failed batch fails its items, never the batcher
+            results = exc
+        self._complete(executor, batch, results, started, self._clock.monotonic(), inline=True)
 
     def _complete(
-        self, executor: _Executor, batch: list[_Pending[T, R]], results: Any, started: float, ended: float
+        self,
+        executor: _Executor,
+        batch: list[_Pending[T, R]],
+        results: Any,
+        started: float,
+        ended: float,
+        inline: bool = False,
     ) -> None:
         failed = isinstance(results, BaseException)
-        if not failed and len(results) != len(batch):
-            results = RuntimeError(f"batch of {len(batch)} items gave {len(results)} results")
+        if not failed and (not isinstance(results, list | tuple) or len(results) != len(batch)):
+            # anything raised here would leave the futures unanswered and the executor lost
+            got = f"{len(results)} results" if isinstance(results, list | tuple) else type(results).__name__
+            results = RuntimeError(f"batch of {len(batch)} items gave {got}")
             failed = True
         for i, p in enumerate(batch):
             if p.future.done():
@@ -151,17 +193,23 @@ class Batcher(Generic[T, R]):
             else:
                 p.future.set_result(results[i])
         self._idle.append(executor)
+        rows = sum(p.size for p in batch)
+        if not failed:
+            self.latency.observe(rows, ended - started)
         if self._on_batch is not None:
-            self._on_batch(
-                BatchReport(
-                    items=len(batch),
-                    rows=sum(p.size for p in batch),
-                    queue_seconds=[started - p.enqueued for p in batch],
-                    compute_seconds=ended - started,
-                    failed=failed,
-                )
+            report = BatchReport(
+                items=len(batch),
+                rows=rows,
+                queue_seconds=[started - p.enqueued for p in batch],
+                compute_seconds=ended - started,
+                failed=failed,
+                inline=inline,
             )
-        if self._queue:
+            try:
+                self._on_batch(report)
+            except Exception:  # statistics must not stall the queue behind this batch
+                log.exception("%s: on_batch failed", self._name)
+        if not inline and self._queue:
             self._dispatch()
 
     def _execute(self, executor: _Executor, batch: list[_Pending[T, R]]) -> None:

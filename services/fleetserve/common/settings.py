@@ -35,6 +35,9 @@ class ServeSettings(BaseSettings):
     torch_threads: int = Field(1, ge=1)
     # Triton's default when an ONNX model has no config.pbtxt and a dynamic batch dimension.
     default_max_batch_size: int = Field(4, ge=0)
+    # Batches predicted to compute in less than this run on the event loop instead of a thread
+    # (a thread handoff costs more than they do); 0 sends every batch to a thread.
+    inline_compute_us: float = Field(300.0, ge=0)
     max_request_bytes: int = Field(128 * 1024 * 1024, gt=0)
     grpc_max_message_bytes: int = Field(1024 * 1024 * 1024, gt=0)
 

@@ -80,6 +80,7 @@ class LocalServer:
             default_max_batch_size=settings.default_max_batch_size,
             on_batch=_batch_recorder(self.metrics),
             on_ready=lambda m, v, ok: self.metrics.model_ready.labels(m, v).set(1 if ok else 0),
+            inline_below_s=settings.inline_compute_us / 1e6,
         )
         self.dataplane = DataPlane(
             self.manager, self.metrics, admin_token=settings.token(), control_mode=settings.model_control_mode
@@ -131,6 +132,8 @@ class LocalServer:
             lifespan="off",
             log_level="warning",
             access_log=False,
+            proxy_headers=False,
+            server_header=False,
             timeout_keep_alive=75,
             h11_max_incomplete_event_size=s.max_request_bytes,
         )

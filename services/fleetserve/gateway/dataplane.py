@@ -125,7 +125,9 @@ class DataPlane:
             raise FleetError(
                 ErrorCode.UNAVAILABLE, "model control mode is 'none': load and unload are not allowed"
             )
-        unknown = set(parameters) - {"unload_dependents"}
+        if not isinstance(parameters, dict):
+            raise FleetError(ErrorCode.INVALID_ARGUMENT, "load / unload parameters must be a map")
+        unknown = {str(k) for k in parameters} - {"unload_dependents"}
         if unknown:
             raise FleetError(
                 ErrorCode.INVALID_ARGUMENT,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from fleetserve.protocol import grpc_codec
@@ -137,8 +138,20 @@ _UNARY = {
 }
 
 
-def _guard(method: Callable[[Any, aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def handler(request: Any, context: aio.ServicerContext) -> Any:
+def _guard(
+    method: Callable[[Any, aio.ServicerContext], Awaitable[Any]], request_type: Any
+) -> Callable[..., Awaitable[Any]]:
+    """Decode inside the handler (a message that does not decode is the client's mistake, not an
+    UNKNOWN error) and answer FleetErrors with their gRPC code."""
+    parse = request_type.FromString
+
+    async def handler(raw: bytes, context: aio.ServicerContext) -> Any:
+        try:
+            request = parse(raw)
+        except DecodeError as exc:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {request_type.__name__}: {exc}"
+            )
         try:
             return await method(request, context)
         except FleetError as exc:
@@ -147,18 +160,21 @@ def _guard(method: Callable[[Any, aio.ServicerContext], Awaitable[Any]]) -> Call
     return handler
 
 
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()
+
+
 def generic_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     """`inference.GRPCInferenceService` as a generic handler over the servicer's methods."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for name, request_type in _UNARY.items():
         handlers[name] = grpc.unary_unary_rpc_method_handler(
-            _guard(getattr(servicer, name)),
-            request_deserializer=request_type.FromString,
-            response_serializer=lambda m: m.SerializeToString(),
+            _guard(getattr(servicer, name), request_type),
+            response_serializer=_serialize,
         )
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer,
         request_deserializer=pb.ModelInferRequest.FromString,
-        response_serializer=lambda m: m.SerializeToString(),
+        response_serializer=_serialize,
     )
     return grpc.method_handlers_generic_handler(SERVICE, handlers)

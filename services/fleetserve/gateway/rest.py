@@ -23,6 +23,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _JSON = (b"content-type", b"application/json")
+_MODEL_ACTIONS = ("", "infer", "ready", "config", "stats")
 
 
 class RestApp:
@@ -90,6 +91,8 @@ class RestApp:
         if len(tail) >= 2 and tail[0] == "versions":
             version, tail = tail[1], tail[2:]
         action = tail[0] if len(tail) == 1 else ("" if not tail else None)
+        if action not in _MODEL_ACTIONS:
+            raise FleetError(ErrorCode.NOT_FOUND, f"no route /v2/models/{'/'.join(rest)}")
         if action == "infer":
             _method(method, "POST")
             body = await self._body(headers, receive)
@@ -133,7 +136,10 @@ class RestApp:
         if not isinstance(params, dict):
             raise invalid("repository request body must be a JSON object")
         if rest == ["index"]:
-            rows = self.dp.repository_index(bool(params.get("ready", False)))
+            ready = params.get("ready", False)
+            if not isinstance(ready, bool):
+                raise invalid("repository index 'ready' must be true or false")
+            rows = self.dp.repository_index(ready)
             index = [
                 {"name": r.name, "version": r.version, "state": r.state, "reason": r.reason} for r in rows
             ]
@@ -141,6 +147,8 @@ class RestApp:
         if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
             token = _bearer(headers)
             load_params = params.get("parameters") or {}
+            if not isinstance(load_params, dict):
+                raise invalid("'parameters' of a load / unload request must be a JSON object")
             if rest[2] == "load":
                 await self.dp.load_model(rest[1], token, load_params)
             else:

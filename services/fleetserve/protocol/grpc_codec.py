@@ -73,11 +73,10 @@ def decode_infer_request(msg: pb.ModelInferRequest, request_id: str) -> InferReq
     outputs = []
     for o in msg.outputs:
         oparams = parameters_from_pb(o.parameters) if o.parameters else {}
-        outputs.append(
-            RequestedOutput(
-                name=o.name, classification=int(oparams.get("classification", 0)), parameters=oparams
-            )
-        )
+        classification = oparams.get("classification", 0)
+        if not isinstance(classification, int) or isinstance(classification, bool) or classification < 0:
+            raise invalid(f"output '{o.name}': classification must be a non-negative integer")
+        outputs.append(RequestedOutput(name=o.name, classification=classification, parameters=oparams))
     return InferRequest(
         model_name=msg.model_name,
         model_version=msg.model_version,

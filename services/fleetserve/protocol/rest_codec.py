@@ -60,7 +60,10 @@ def decode_infer_request(
     if offset != len(blob):
         raise invalid(f"body has {len(blob) - offset} bytes of binary data beyond what the inputs declare")
     binary_default = bool(params.get("binary_data_output", False))
-    outputs = [_decode_output(o, i, binary_default) for i, o in enumerate(header.get("outputs") or [])]
+    outputs_json = header.get("outputs")
+    if outputs_json is not None and not isinstance(outputs_json, list):
+        raise invalid("inference request 'outputs' must be a list")
+    outputs = [_decode_output(o, i, binary_default) for i, o in enumerate(outputs_json or [])]
     request_id_str = header.get("id", "")
     return InferRequest(
         model_name=model_name,

@@ -107,16 +107,20 @@ def complete_config(
     out.platform = platform
     if not out.backend:
         out.backend = next(b for b, p in _BACKEND_PLATFORM.items() if p == platform)
-    if config is None or (not config.input and not config.output):
+    # Inputs and outputs are derived apart, as Triton does: a config may name only its outputs
+    # (to give one a label_filename) and still have its inputs filled in.
+    derive_inputs = config is None or not config.input
+    derive_outputs = config is None or not config.output
+    if derive_inputs or derive_outputs:
         if not model_inputs or not model_outputs:
             raise ConfigError("the model declares no inputs / outputs and config.pbtxt names none")
         batched = all(s.shape and s.shape[0] == -1 for s in [*model_inputs, *model_outputs])
         if config is None:
             out.max_batch_size = default_max_batch_size if batched else 0
         skip = 1 if out.max_batch_size > 0 else 0
-        for s in model_inputs:
+        for s in model_inputs if derive_inputs else []:
             out.input.add(name=s.name, data_type=_config_type(s), dims=list(s.shape[skip:]))
-        for s in model_outputs:
+        for s in model_outputs if derive_outputs else []:
             out.output.add(name=s.name, data_type=_config_type(s), dims=list(s.shape[skip:]))
     _check_against_model(out, model_inputs, model_outputs)
     if not out.instance_group:

@@ -37,6 +37,7 @@ def load_version(
     options: RuntimeOptions,
     default_max_batch_size: int,
     on_batch: Callable[[ServedVersion, BatchReport], None] | None = None,
+    inline_below_s: float = 0.0,
 ) -> ServedVersion:
     """Load and warm up a version; raises with a readable reason when it cannot serve."""
     name = model_dir.name
@@ -54,7 +55,8 @@ def load_version(
         model_in, model_out = runtime.inputs(), runtime.outputs()
     try:
         effective = complete_config(config, name, platform, model_in, model_out, default_max_batch_size)
-        served = ServedVersion(name, version, effective, runtime, read_labels(model_dir, config), on_batch)
+        labels = read_labels(model_dir, config)
+        served = ServedVersion(name, version, effective, runtime, labels, on_batch, inline_below_s)
         served.warm_up()
     except Exception:
         runtime.unload()

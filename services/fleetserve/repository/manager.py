@@ -79,12 +79,14 @@ class ModelManager:
         default_max_batch_size: int = 4,
         on_batch: Callable[[ServedVersion, BatchReport], None] | None = None,
         on_ready: Callable[[str, str, bool], None] | None = None,
+        inline_below_s: float = 0.0,
     ) -> None:
         self.repository = repository
         self._options = options
         self._default_max_batch_size = default_max_batch_size
         self._on_batch = on_batch
         self._on_ready = on_ready
+        self._inline_below_s = inline_below_s
         self._models: dict[str, ModelEntry] = {}
         self._lock = asyncio.Lock()
         self._draining: set[asyncio.Task[None]] = set()
@@ -102,6 +104,8 @@ class ModelManager:
                 return serving[max(serving)]
             raise FleetError(ErrorCode.UNAVAILABLE, f"model '{name}' is not ready: {self._reason(entry)}")
         try:
+            if not version.isdigit() or not version.isascii():
+                raise ValueError(version)
             number = int(version)
         except ValueError:
             raise FleetError(ErrorCode.NOT_FOUND, f"model '{name}' has no version '{version}'") from None
@@ -150,14 +154,23 @@ class ModelManager:
                     rows.append(IndexEntry(name, "", "UNAVAILABLE", "unloaded"))
                 continue
             for v in sorted(entry.serving):
-                rows.append(IndexEntry(name, str(v), "READY", ""))
+                # a version whose reload failed keeps serving its last good load: one row, READY
+                reason = f"reload failed: {entry.reasons[v]}" if v in entry.reasons else ""
+                rows.append(IndexEntry(name, str(v), "READY", reason))
             if ready_only:
                 continue
             for v, reason in sorted(entry.reasons.items()):
-                rows.append(IndexEntry(name, str(v), "UNAVAILABLE", reason))
+                if v not in entry.serving:
+                    rows.append(IndexEntry(name, str(v), "UNAVAILABLE", reason))
             if entry.error:
                 rows.append(IndexEntry(name, "", "UNAVAILABLE", entry.error))
         return rows
+
+    def _public(self, reason: str) -> str:
+        """A reason as clients see it: paths relative to the repository, not the machine."""
+        for root in {str(self.repository.resolve()), str(self.repository)}:
+            reason = reason.replace(root + "/", "").replace(root, "")
+        return reason
 
     @staticmethod
     def _reason(entry: ModelEntry) -> str:
@@ -231,7 +244,7 @@ class ModelManager:
             available = policy.version_folders(model_dir)
             wanted = policy.select(config.version_policy if config else mc.ModelVersionPolicy(), available)
         except (ConfigError, OSError) as exc:
-            entry.error = str(exc)
+            entry.error = self._public(str(exc))
             entry.config_fingerprint = config_fp
             self._retire(list(entry.serving.values()))
             entry.serving = {}
@@ -247,6 +260,8 @@ class ModelManager:
             current = entry.serving.get(v)
             if current is not None and not config_changed and entry.fingerprints.get(v) == fp:
                 new_serving[v] = current
+                if v in entry.reasons:
+                    reasons[v] = entry.reasons[v]  # the same files failed to reload before
                 continue
             if not config_changed and v in entry.reasons and entry.fingerprints.get(v) == fp:
                 reasons[v] = entry.reasons[v]
@@ -260,10 +275,11 @@ class ModelManager:
                     self._options,
                     self._default_max_batch_size,
                     self._on_batch,
+                    self._inline_below_s,
                 )
                 log.info("loaded %s version %d", entry.name, v)
             except Exception as exc:  # any failure to load makes that version UNAVAILABLE
-                reasons[v] = f"{type(exc).__name__}: {exc}"
+                reasons[v] = self._public(f"{type(exc).__name__}: {exc}")
                 log.warning("model %s version %d failed to load: %s", entry.name, v, reasons[v])
                 if current is not None and v in entry.serving:
                     new_serving[v] = current  # keep serving the version that worked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -29,6 +30,7 @@ class ServedVersion:
         runtime: Runtime,
         labels: list[str] | None,
         on_batch: Callable[[ServedVersion, BatchReport], None] | None = None,
+        inline_below_s: float = 0.0,
     ) -> None:
         self.name = name
         self.version = version
@@ -48,6 +50,7 @@ class ServedVersion:
             max_batch_size=config.max_batch_size,
             executors=executors,
             on_batch=self._record,
+            inline_below_s=inline_below_s,
             name=f"{name}-v{version}",
         )
 
@@ -73,8 +76,9 @@ class ServedVersion:
         if self._on_batch is not None:
             self._on_batch(self, report)
 
-    def warm_up(self) -> None:
-        """Run one batch of zeros so the first request pays no lazy initialisation."""
+    def warm_up(self, runs: int = 5) -> None:
+        """Run batches of zeros so the first request pays no lazy initialisation, and seed the
+        latency model with what a batch of one costs."""
         tensors: Tensors = {}
         for spec in self.inputs:
             if spec.datatype == "BYTES":
@@ -82,6 +86,10 @@ class ServedVersion:
             shape = tuple(1 if d < 0 else d for d in spec.shape)
             tensors[spec.name] = np.zeros(shape, dtype=datatypes.BY_NAME[spec.datatype].dtype)
         self.runtime.infer(tensors)
+        for _ in range(runs):
+            started = time.perf_counter()
+            self.runtime.infer(tensors)
+            self.batcher.latency.observe(1, time.perf_counter() - started)
 
     async def close(self) -> None:
         """Drain in-flight requests, then release the runtime."""

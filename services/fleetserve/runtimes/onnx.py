@@ -65,7 +65,11 @@ class OnnxRuntime:
             providers.insert(0, "CUDAExecutionProvider")
         self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         self._output_names = [o.name for o in self._session.get_outputs()]
-        bf16 = [a.name for a in [*self._session.get_inputs(), *self._session.get_outputs()] if a.type == "tensor(bfloat16)"]
+        bf16 = [
+            a.name
+            for a in [*self._session.get_inputs(), *self._session.get_outputs()]
+            if a.type == "tensor(bfloat16)"
+        ]
         if bf16:
             self._session = None
             raise ValueError(

@@ -1,0 +1,69 @@
+"""An online latency model per model version: batch time ~ a * rows + b.
+
+Fitted by least squares over the most recent batches (a sliding window), with running sums
+so that an update costs O(1). Until `warmup` batches are seen it predicts nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+
+
+class LatencyModel:
+    """Predicts how long a batch of n rows takes to compute, from recent batches."""
+
+    def __init__(self, window: int = 128, warmup: int = 3) -> None:
+        self._points: collections.deque[tuple[float, float]] = collections.deque()
+        self._window = window
+        self._warmup = warmup
+        self._sn = self._st = self._snn = self._snt = 0.0
+        self.a = 0.0
+        self.b = 0.0
+
+    @property
+    def samples(self) -> int:
+        """Batches in the window."""
+        return len(self._points)
+
+    @property
+    def ready(self) -> bool:
+        """Whether enough batches have been seen to predict."""
+        return len(self._points) >= self._warmup
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """Add one executed batch."""
+        n, t = float(rows), float(seconds)
+        self._points.append((n, t))
+        self._sn += n
+        self._st += t
+        self._snn += n * n
+        self._snt += n * t
+        if len(self._points) > self._window:
+            on, ot = self._points.popleft()
+            self._sn -= on
+            self._st -= ot
+            self._snn -= on * on
+            self._snt -= on * ot
+        self._fit()
+
+    def _fit(self) -> None:
+        k = len(self._points)
+        mean_n, mean_t = self._sn / k, self._st / k
+        var_n = self._snn / k - mean_n * mean_n
+        if var_n > 1e-9:
+            a = (self._snt / k - mean_n * mean_t) / var_n
+            b = mean_t - a * mean_n
+            if a < 0:  # noise on a flat curve: no per-row cost
+                a, b = 0.0, mean_t
+            elif b < 0:  # the line through the origin instead
+                a, b = self._snt / self._snn, 0.0
+        else:
+            # One batch size seen so far: assume time grows in proportion to rows (pessimistic).
+            a, b = (mean_t / mean_n if mean_n > 0 else 0.0), 0.0
+        self.a, self.b = a, b
+
+    def predict(self, rows: int) -> float | None:
+        """Predicted seconds for a batch of `rows`, or None during warm-up."""
+        if len(self._points) < self._warmup:
+            return None
+        return self.a * rows + self.b
