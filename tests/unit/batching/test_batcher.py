@@ -14,28 +14,33 @@ WAIT = 5.0  # seconds; a bound on waits that normally take microseconds
 
 
 class Runner:
-    """A fake `run`: records batches; blocks on `gate` while it is closed."""
+    """A fake `run`: records batches and blocks on `gate` while it is closed.
+
+    Items steer it: a batch holding "raise..." raises, "short" / "long" give one result too few /
+    too many, "none" returns None; otherwise each item gives "r-<item>".
+    """
 
     def __init__(self, *, blocking: bool = False) -> None:
-        self.calls: list[list[Any]] = []
+        self.calls: list[list[str]] = []
         self.entered = threading.Event()
         self.gate = threading.Event()
         if not blocking:
             self.gate.set()
-        self.fail_with: Exception | None = None
-        self.result: Any = None  # when set, returned as is instead of one result per item
 
-    def __call__(self, items: list[Any]) -> Any:
+    def __call__(self, items: list[str]) -> Any:
         self.calls.append(list(items))
         self.entered.set()
         assert self.gate.wait(WAIT), "test never opened the gate"
-        if self.fail_with is not None:
-            exc, self.fail_with = self.fail_with, None
-            raise exc
-        if self.result is not None:
-            result, self.result = self.result, None
-            return result
-        return [f"r-{item}" for item in items]
+        results = [f"r-{item}" for item in items]
+        if any(item.startswith("raise") for item in items):
+            raise ValueError(f"model exploded on {items}")
+        if "short" in items:
+            return results[:-1]
+        if "long" in items:
+            return [*results, "extra"]
+        if "none" in items:
+            return None
+        return results
 
     async def wait_entered(self) -> None:
         assert await asyncio.to_thread(self.entered.wait, WAIT)
@@ -71,7 +76,9 @@ async def test_single_item_result() -> None:
 async def test_queued_items_form_one_larger_batch_and_results_go_to_the_right_futures() -> None:
     runner = Runner(blocking=True)
     batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8)
-    head, tasks = await _busy_then_queue(batcher, runner, "a", [("b", 1, None), ("c", 3, None), ("d", 2, None)])
+    head, tasks = await _busy_then_queue(
+        batcher, runner, "a", [("b", 1, None), ("c", 3, None), ("d", 2, None)]
+    )
     assert batcher.inflight == 4
     runner.gate.set()
     assert await head == "r-a"
@@ -120,7 +127,9 @@ async def test_no_batching_when_max_batch_size_is_zero() -> None:
 async def test_cancelled_items_are_skipped() -> None:
     runner = Runner(blocking=True)
     batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8)
-    head, (b, c, d) = await _busy_then_queue(batcher, runner, "a", [("b", 1, None), ("c", 1, None), ("d", 1, None)])
+    head, (b, c, d) = await _busy_then_queue(
+        batcher, runner, "a", [("b", 1, None), ("c", 1, None), ("d", 1, None)]
+    )
     b.cancel()
     d.cancel()
     await asyncio.gather(b, d, return_exceptions=True)
@@ -132,138 +141,48 @@ async def test_cancelled_items_are_skipped() -> None:
     await batcher.close()
 
 
-async def test_a_failing_run_fails_its_batch_and_the_batcher_keeps_working() -> None:
+async def test_a_failing_run_fails_every_item_of_its_batch_and_the_batcher_keeps_working() -> None:
     runner = Runner(blocking=True)
     reports: list[BatchReport] = []
     batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8, on_batch=reports.append)
-    head, tasks = await _busy_then_queue(batcher, runner, "a", [("b", 1, None), ("c", 1, None)])
-    assert await asyncio.to_thread(lambda: True)
-    runner.fail_with = None
+    head, tasks = await _busy_then_queue(
+        batcher, runner, "a", [("b", 1, None), ("raise", 1, None), ("c", 1, None)]
+    )
     runner.gate.set()
     assert await head == "r-a"
-    assert await asyncio.gather(*tasks) == ["r-b", "r-c"]
-
-    runner.gate.clear()
-    head, tasks = await _busy_then_queue(batcher, runner, "x", [("y", 1, None), ("z", 1, None)])
-    runner.fail_with = ValueError("model exploded")
-    runner.gate.set()
-    # "x" was already running when fail_with was set: it fails; y and z run after it
-    with pytest.raises(ValueError, match="model exploded"):
-        await head
-    assert await asyncio.gather(*tasks) == ["r-y", "r-z"]
-    assert [r.failed for r in reports] == [False, False, True, False]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, ValueError) and "model exploded" in str(r) for r in results)
+    assert runner.calls == [["a"], ["b", "raise", "c"]]
+    assert [(r.items, r.failed) for r in reports] == [(1, False), (3, True)]
     assert await batcher.submit("later") == "r-later"
-    await batcher.close()
-
-
-async def test_a_failing_batch_fails_every_item_in_it() -> None:
-    runner = Runner(blocking=True)
-    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8)
-    head, tasks = await _busy_then_queue(batcher, runner, "a", [("b", 1, None), ("c", 1, None)])
-    runner.gate.set()
-    await head
-    await asyncio.gather(*tasks)
-
-    runner.gate.clear()
-    head, tasks = await _busy_then_queue(batcher, runner, "x", [("y", 1, None), ("z", 1, None)])
-    runner.gate.set()
-    assert await head == "r-x"
-    # y and z form the next batch; make that batch fail
-    await _until(lambda: len(runner.calls) == 4, "the second batch")
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert results == ["r-y", "r-z"]
-
-    runner.fail_with = RuntimeError("boom")
-    runner.gate.clear()
-    head, tasks = await _busy_then_queue(batcher, runner, "p", [("q", 1, None), ("r", 1, None)])
-    runner.gate.set()
-    with pytest.raises(RuntimeError, match="boom"):
-        await head
-    assert await asyncio.gather(*tasks) == ["r-q", "r-r"]
-    await batcher.close()
-
-
-async def test_queued_batch_that_raises_fails_all_its_items() -> None:
-    calls: list[list[str]] = []
-    gate = threading.Event()
-    entered = threading.Event()
-
-    def run(items: list[str]) -> list[str]:
-        calls.append(items)
-        if items == ["a"]:
-            entered.set()
-            gate.wait(WAIT)
-            return ["ok"]
-        if "bad" in items:
-            raise KeyError("bad item")
-        return [f"r-{i}" for i in items]
-
-    batcher: Batcher[str, str] = Batcher(run, max_batch_size=8)
-    head = asyncio.create_task(batcher.submit("a"))
-    assert await asyncio.to_thread(entered.wait, WAIT)
-    tasks = [asyncio.create_task(batcher.submit(x)) for x in ("b", "bad", "c")]
-    await _until(lambda: batcher.depth == 3, "items to queue")
-    gate.set()
-    assert await head == "ok"
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert all(isinstance(r, KeyError) for r in results)
-    assert calls == [["a"], ["b", "bad", "c"]]
-    assert await batcher.submit("d") == "r-d"
-    await batcher.close()
-
-
-@pytest.mark.parametrize("result", [["only-one"], ["x", "y", "z"]])
-async def test_wrong_number_of_results_fails_the_batch_clearly(result: list[str]) -> None:
-    runner = Runner(blocking=True)
-    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8)
-    head, tasks = await _busy_then_queue(batcher, runner, "a", [("b", 1, None), ("c", 1, None)])
-    runner.gate.set()
-    await head
-    # the queued batch of two is already on its way; the one after gets the bad result
-    await asyncio.gather(*tasks)
-    runner.gate.clear()
-    head, tasks = await _busy_then_queue(batcher, runner, "x", [("y", 1, None), ("z", 1, None)])
-    runner.gate.set()
-    await head
-    runner.result = None
-    await asyncio.gather(*tasks)
-
-    runner.result = result
-    items = [asyncio.create_task(batcher.submit(x)) for x in ("p", "q")]
-    results = await asyncio.gather(*items, return_exceptions=True)
-    # p ran alone (idle executor) and got the bad result; q follows in its own batch
-    assert isinstance(results[0], RuntimeError)
-    assert f"batch of 1 items gave {len(result)} results" in str(results[0])
-    assert results[1] == "r-q"
+    with pytest.raises(ValueError, match="model exploded"):
+        await batcher.submit("raise-again")
     assert await batcher.submit("after") == "r-after"
     await batcher.close()
 
 
-async def test_wrong_number_of_results_for_a_batch_of_two() -> None:
+@pytest.mark.parametrize(("bad", "got"), [("short", 1), ("long", 3)])
+async def test_wrong_number_of_results_fails_the_batch_clearly(bad: str, got: int) -> None:
     runner = Runner(blocking=True)
-    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8)
-    head, tasks = await _busy_then_queue(batcher, runner, "a", [("b", 1, None), ("c", 1, None)])
-    runner.result = ["one"]
+    reports: list[BatchReport] = []
+    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8, on_batch=reports.append)
+    head, tasks = await _busy_then_queue(batcher, runner, "a", [("b", 1, None), (bad, 1, None)])
     runner.gate.set()
-    with pytest.raises(RuntimeError, match="batch of 1 items gave 1 results"):
-        await head
-    assert await asyncio.gather(*tasks) == ["r-b", "r-c"]
+    assert await head == "r-a"
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        assert isinstance(r, RuntimeError)
+        assert f"batch of 2 items gave {got} results" in str(r)
+    assert reports[-1].failed
+    assert await batcher.submit("later") == "r-later"
     await batcher.close()
 
 
-@pytest.mark.parametrize("result", [None, 7, "ab"])
-async def test_run_returning_a_non_list_fails_the_batch_instead_of_hanging(result: Any) -> None:
-    runner = Runner()
-    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8)
-    runner.result = result if result is not None else "sentinel-none"
-    if result is None:
-
-        def run(items: list[str]) -> Any:
-            return None
-
-        batcher = Batcher(run, max_batch_size=8)
-    with pytest.raises(RuntimeError, match="batch of 2 items|batch of 1 items"):
-        await asyncio.wait_for(batcher.submit("p"), WAIT)
+async def test_run_returning_a_non_list_fails_the_batch_instead_of_hanging() -> None:
+    batcher: Batcher[str, str] = Batcher(Runner(), max_batch_size=8)
+    with pytest.raises(RuntimeError, match="batch of 1 items gave"):
+        await asyncio.wait_for(batcher.submit("none"), WAIT)
+    assert await asyncio.wait_for(batcher.submit("later"), WAIT) == "r-later"
     await batcher.close()
 
 
@@ -294,12 +213,12 @@ async def test_on_batch_reports_rows_items_and_queue_times_with_a_fake_clock() -
 
 
 async def test_on_batch_reports_failed_batches() -> None:
-    runner = Runner()
-    runner.fail_with = OSError("disk")
     reports: list[BatchReport] = []
-    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=4, on_batch=reports.append, clock=FakeClock())
-    with pytest.raises(OSError, match="disk"):
-        await batcher.submit("a", 3)
+    batcher: Batcher[str, str] = Batcher(
+        Runner(), max_batch_size=4, on_batch=reports.append, clock=FakeClock()
+    )
+    with pytest.raises(ValueError, match="model exploded"):
+        await batcher.submit("raise", 3)
     assert len(reports) == 1
     assert (reports[0].items, reports[0].rows, reports[0].failed) == (1, 3, True)
     await batcher.close()
@@ -329,8 +248,19 @@ async def test_two_executors_run_batches_at_the_same_time() -> None:
         return items
 
     batcher: Batcher[str, str] = Batcher(run, max_batch_size=8, executors=2, name="m-v1")
-    assert await asyncio.gather(batcher.submit("a"), batcher.submit("b")) == ["a", "b"]
+    first = asyncio.create_task(batcher.submit("a"))
+    await _until(lambda: len(threads) == 1, "the first batch to run")
+    # the first executor is busy: the second takes the next item instead of queueing it
+    assert await asyncio.gather(first, batcher.submit("b")) == ["a", "b"]
     assert threads == {"m-v1-0", "m-v1-1"}
+    await batcher.close()
+
+
+async def test_items_submitted_together_form_one_batch_even_when_idle() -> None:
+    runner = Runner()
+    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8, executors=2)
+    assert await asyncio.gather(*(batcher.submit(x) for x in "abc")) == ["r-a", "r-b", "r-c"]
+    assert runner.calls == [["a", "b", "c"]]
     await batcher.close()
 
 
@@ -371,3 +301,23 @@ async def test_close_of_an_unused_batcher() -> None:
     await asyncio.wait_for(batcher.close(), WAIT)
     with pytest.raises(BatcherClosed):
         await batcher.submit("x")
+
+
+async def test_inline_batches_run_on_the_loop_and_fail_cleanly() -> None:
+    where: list[str] = []
+
+    def run(items: list[str]) -> Any:
+        where.append(threading.current_thread().name)
+        return None if "none" in items else [f"r-{i}" for i in items]
+
+    reports: list[BatchReport] = []
+    batcher: Batcher[str, str] = Batcher(run, max_batch_size=8, inline_below_s=1.0, on_batch=reports.append)
+    for _ in range(5):
+        batcher.latency.observe(1, 0.0)  # predicted: far below inline_below_s
+    assert await batcher.submit("a") == "r-a"
+    with pytest.raises(RuntimeError, match="batch of 1 items gave NoneType"):
+        await asyncio.wait_for(batcher.submit("none"), WAIT)
+    assert await batcher.submit("b") == "r-b"
+    assert where == [threading.current_thread().name] * 3
+    assert [(r.inline, r.failed) for r in reports] == [(True, False), (True, True), (True, False)]
+    await batcher.close()
