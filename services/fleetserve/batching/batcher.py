@@ -121,6 +121,11 @@ class Batcher(Generic[T, R]):
             self._start()
         loop = self._loop
         assert loop is not None
+        if self._inline_below > 0 and not self._queue and self._idle and not self._inflight:
+            # Nothing else waits: a batch this cheap is computed right here, without suspending.
+            predicted = self.latency.predict(size)
+            if predicted is not None and predicted < self._inline_below:
+                return self._run_now(item, size)
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append(_Pending(item, size, key, future, self._clock.monotonic()))
         self._inflight += 1
@@ -133,6 +138,25 @@ class Batcher(Generic[T, R]):
             self._inflight -= 1
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
+
+    def _run_now(self, item: T, size: int) -> R:
+        executor = self._idle.pop()
+        started = self._clock.monotonic()
+        try:
+            results: Any = self._run([item])
+        except Exception as exc:
+            results = exc
+        ended = self._clock.monotonic()
+        self._idle.append(executor)
+        results = _checked(results, 1)
+        failed = isinstance(results, BaseException)
+        if not failed:
+            self.latency.observe(size, ended - started)
+        if self._on_batch is not None:
+            self._report(BatchReport(1, size, [0.0], ended - started, failed, inline=True))
+        if failed:
+            raise results
+        return results[0]
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -179,12 +203,8 @@ class Batcher(Generic[T, R]):
         ended: float,
         inline: bool = False,
     ) -> None:
+        results = _checked(results, len(batch))
         failed = isinstance(results, BaseException)
-        if not failed and (not isinstance(results, list | tuple) or len(results) != len(batch)):
-            # anything raised here would leave the futures unanswered and the executor lost
-            got = f"{len(results)} results" if isinstance(results, list | tuple) else type(results).__name__
-            results = RuntimeError(f"batch of {len(batch)} items gave {got}")
-            failed = True
         for i, p in enumerate(batch):
             if p.future.done():
                 continue
@@ -197,20 +217,17 @@ class Batcher(Generic[T, R]):
         if not failed:
             self.latency.observe(rows, ended - started)
         if self._on_batch is not None:
-            report = BatchReport(
-                items=len(batch),
-                rows=rows,
-                queue_seconds=[started - p.enqueued for p in batch],
-                compute_seconds=ended - started,
-                failed=failed,
-                inline=inline,
-            )
-            try:
-                self._on_batch(report)
-            except Exception:  # statistics must not stall the queue behind this batch
-                log.exception("%s: on_batch failed", self._name)
+            queued = [started - p.enqueued for p in batch]
+            self._report(BatchReport(len(batch), rows, queued, ended - started, failed, inline))
         if not inline and self._queue:
             self._dispatch()
+
+    def _report(self, report: BatchReport) -> None:
+        assert self._on_batch is not None
+        try:
+            self._on_batch(report)
+        except Exception:  # statistics must not stall the queue behind this batch
+            log.exception("%s: on_batch failed", self._name)
 
     def _execute(self, executor: _Executor, batch: list[_Pending[T, R]]) -> None:
         started = self._clock.monotonic()
@@ -240,6 +257,17 @@ class Batcher(Generic[T, R]):
             ex.jobs.put(None)
         for ex in self._executors:
             await asyncio.to_thread(ex.thread.join, 5.0)
+
+
+def _checked(results: Any, items: int) -> Any:
+    """The results of a batch, or the exception that fails it (a wrong count fails it too:
+    anything raised later would leave futures unanswered and the executor lost)."""
+    if isinstance(results, BaseException):
+        return results
+    if not isinstance(results, list | tuple) or len(results) != items:
+        got = f"{len(results)} results" if isinstance(results, list | tuple) else type(results).__name__
+        return RuntimeError(f"batch of {items} items gave {got}")
+    return results
 
 
 class _Executor:

@@ -27,6 +27,13 @@ def datatype_of(name: str, tensor: str) -> datatypes.DataType:
 
 def check_shape(shape: Sequence[Any], tensor: str) -> tuple[int, ...]:
     """A request shape as a tuple of non-negative ints, or a clear error."""
+    dims = tuple(shape) if isinstance(shape, list | tuple) or hasattr(shape, "__len__") else None
+    if dims is not None:
+        for d in dims:
+            if type(d) is not int or d < 0:
+                break
+        else:
+            return dims  # the common case, checked in one pass: plain non-negative ints
     try:
         items = list(shape)
     except TypeError:
