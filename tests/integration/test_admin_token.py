@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from fleetserve.wire import inference_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
+from fleetserve.wire import inference_pb2 as pb
 from tests.support import models
 from tests.support.server import ServerProcess
 

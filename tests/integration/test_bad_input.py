@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
-from fleetserve.wire import inference_pb2 as pb
 from onnx import TensorProto, helper
 
+from fleetserve.wire import inference_pb2 as pb
 from tests.support import models
 from tests.support.models import _save
 from tests.support.server import ServerProcess

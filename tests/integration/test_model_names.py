@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from fleetserve.wire import inference_pb2 as pb
 
+from fleetserve.wire import inference_pb2 as pb
 from tests.support import models
 from tests.support.server import ServerProcess
 

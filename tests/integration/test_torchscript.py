@@ -45,6 +45,7 @@ def test_torchscript_bf16_over_grpc_raw(ts_server: ServerProcess) -> None:
     """BF16 travels raw only (gRPC raw contents, REST binary); values survive the round trip."""
     x = np.array([[1.5, -2.0, 0.25, 8.0]], dtype=ml_dtypes.bfloat16)
     import grpc
+
     from fleetserve.wire import inference_pb2 as pb
 
     request = pb.ModelInferRequest(model_name="ts_bf16")

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from google.protobuf import text_format
+
 from fleetserve.trainer import data
 from fleetserve.trainer.pipeline import run
 from fleetserve.wire import model_config_pb2
-from google.protobuf import text_format
 
 EPOCHS = 10
 SEED = 0

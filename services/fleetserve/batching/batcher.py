@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -237,10 +238,9 @@ class Batcher(Generic[T, R]):
             results = exc
         ended = self._clock.monotonic()
         assert self._loop is not None
-        try:
+        # RuntimeError: the loop has closed, and nobody waits for these results any more.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._complete, executor, batch, results, started, ended)
-        except RuntimeError:
-            pass  # the loop has closed: nobody waits for these results any more
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         """Stop taking items, let queued and running ones finish, then stop the executors."""

@@ -9,9 +9,20 @@ from typing import Protocol
 class Queued(Protocol):
     """What a policy sees of a queued item."""
 
-    size: int  # rows the item brings to a batch (its own batch dimension)
-    key: Hashable  # items batch together only when their keys are equal
-    cancelled: bool
+    @property
+    def size(self) -> int:
+        """Rows the item brings to a batch (its own batch dimension)."""
+        ...
+
+    @property
+    def key(self) -> Hashable:
+        """Items batch together only when their keys are equal."""
+        ...
+
+    @property
+    def cancelled(self) -> bool:
+        """The caller no longer waits for this item."""
+        ...
 
 
 class BatchPolicy(Protocol):

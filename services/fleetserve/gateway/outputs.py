@@ -21,9 +21,8 @@ def select(
     for wanted in request.outputs:
         array = computed.get(wanted.name)
         if array is None:
-            raise invalid(
-                f"model '{served.name}' has no output '{wanted.name}' (outputs: {', '.join(served.output_names)})"
-            )
+            names = ", ".join(served.output_names)
+            raise invalid(f"model '{served.name}' has no output '{wanted.name}' (outputs: {names})")
         binary = bool(wanted.binary)
         if wanted.classification > 0:
             result.append(

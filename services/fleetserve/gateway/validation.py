@@ -53,7 +53,8 @@ def _check_shape(served: ServedVersion, name: str, shape: tuple[int, ...], expec
             raise invalid(f"input '{name}': batch size must be at least 1")
         if shape[0] > served.max_batch_size:
             raise invalid(
-                f"input '{name}': batch size {shape[0]} exceeds the model's max_batch_size {served.max_batch_size}"
+                f"input '{name}': batch size {shape[0]} exceeds the model's "
+                f"max_batch_size {served.max_batch_size}"
             )
 
 
@@ -67,7 +68,7 @@ def _raw_single_input(served: ServedVersion, raw: InputTensor) -> Tensors:
     shape = tuple(1 if i == 0 and served.max_batch_size > 0 else d for i, d in enumerate(spec.shape))
     if any(d < 0 for d in shape):
         raise invalid(f"a raw binary body needs fixed input dimensions; '{spec.name}' has {list(spec.shape)}")
-    return {spec.name: tensors.from_raw(raw.data, spec.datatype, shape, spec.name)}
+    return {spec.name: tensors.from_raw(raw.data.data, spec.datatype, shape, spec.name)}
 
 
 def output_datatype(array: np.ndarray) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 
 from . import tensors
@@ -34,8 +35,9 @@ def decode_infer_request(
 ) -> InferRequest:
     """Decode a REST infer body (JSON, or JSON header plus binary tensors)."""
     if header_length is not None and header_length == 0:
-        raw = InputTensor(name="", datatype="", shape=(), data=memoryview(body), parameters={RAW_INPUT: True})
-        return InferRequest(model_name, model_version, inputs=[raw], request_id=request_id)  # type: ignore[arg-type]
+        data = np.frombuffer(body, dtype=np.uint8)
+        raw = InputTensor(name="", datatype="", shape=(len(body),), data=data, parameters={RAW_INPUT: True})
+        return InferRequest(model_name, model_version, inputs=[raw], request_id=request_id)
     if header_length is not None:
         if header_length < 0 or header_length > len(body):
             raise invalid(

@@ -155,12 +155,12 @@ def _check_against_model(
         for spec in declared:
             real = by_name.get(spec.name)
             if real is None:
-                raise ConfigError(
-                    f"config.pbtxt declares {kind} '{spec.name}', the model has {', '.join(by_name) or 'none'}"
-                )
+                names = ", ".join(by_name) or "none"
+                raise ConfigError(f"config.pbtxt declares {kind} '{spec.name}', the model has {names}")
             if real.datatype != spec.datatype:
                 raise ConfigError(
-                    f"config.pbtxt declares {kind} '{spec.name}' as {spec.datatype}, the model has {real.datatype}"
+                    f"config.pbtxt declares {kind} '{spec.name}' as {spec.datatype}, "
+                    f"the model has {real.datatype}"
                 )
             if len(real.shape) != len(spec.shape) or any(
                 r != -1 and d != -1 and r != d for r, d in zip(real.shape, spec.shape, strict=True)

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from fleetserve.batching.batcher import Batcher, BatcherClosed, BatchReport
 from fleetserve.common.clock import FakeClock
 

@@ -6,6 +6,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 import pytest
+
 from fleetserve.batching.policy import GreedyPolicy
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fleetserve.gateway import outputs
 from fleetserve.protocol.errors import ErrorCode, FleetError
 from fleetserve.protocol.types import InferRequest, RequestedOutput
@@ -14,7 +15,6 @@ from fleetserve.repository.loader import load_version
 from fleetserve.repository.version import ServedVersion
 from fleetserve.runtimes.base import RuntimeOptions, TensorSpec
 from fleetserve.wire import model_config_pb2 as mc
-
 from tests.support import models
 
 LABELS = ["cat", "dog", "eel", "fox"]

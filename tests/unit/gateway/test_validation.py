@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fleetserve.gateway import validation
 from fleetserve.protocol import rest_codec
 from fleetserve.protocol.errors import ErrorCode, FleetError
@@ -15,7 +16,6 @@ from fleetserve.repository.loader import load_version
 from fleetserve.repository.version import ServedVersion
 from fleetserve.runtimes.base import RuntimeOptions, TensorSpec
 from fleetserve.wire import model_config_pb2 as mc
-
 from tests.support import models
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fleetserve.protocol import grpc_codec
 from fleetserve.protocol.errors import ErrorCode, FleetError
 from fleetserve.protocol.types import InferResponse, OutputTensor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+
 from fleetserve.protocol import proto_json
 from fleetserve.wire import inference_pb2 as pb
 from fleetserve.wire import model_config_pb2 as mc

@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import orjson
 import pytest
+
 from fleetserve.protocol import rest_codec
 from fleetserve.protocol.errors import ErrorCode, FleetError
 from fleetserve.protocol.types import InferResponse, OutputTensor

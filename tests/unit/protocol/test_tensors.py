@@ -7,6 +7,7 @@ import struct
 import ml_dtypes
 import numpy as np
 import pytest
+
 from fleetserve.protocol import tensors
 from fleetserve.protocol.errors import ErrorCode, FleetError
 

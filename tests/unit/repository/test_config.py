@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fleetserve.repository import config as cfg
 from fleetserve.repository.config import ConfigError
 from fleetserve.runtimes.base import TensorSpec

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fleetserve.protocol.errors import ErrorCode, FleetError
 from fleetserve.protocol.types import IndexEntry
 from fleetserve.repository.manager import ModelManager, check_model_name
 from fleetserve.runtimes.base import RuntimeOptions
-
 from tests.support import models
 
 ALL = "version_policy: { all: {} }\n"

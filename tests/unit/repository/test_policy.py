@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fleetserve.repository import policy
 from fleetserve.wire import model_config_pb2 as mc
 

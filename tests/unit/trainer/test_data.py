@@ -6,8 +6,9 @@ import hashlib
 
 import numpy as np
 import pytest
-from fleetserve.trainer import data
 from sklearn.datasets import load_digits
+
+from fleetserve.trainer import data
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from fleetserve.trainer import publish
 
 CONFIG = 'name: "m"\nplatform: "onnxruntime_onnx"\n'
