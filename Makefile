@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 REPO ?= model_repository
+EXTRAS := cpu,torch,dev
+# pip, quiet. This machine's pip configuration names local indexes that may be absent, which pip
+# reports line by line: those lines are dropped; anything else, and pip's exit status, is kept.
+pip_install = $(PY) -m pip install -q $(1) 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; test $${PIPESTATUS[0]} -eq 0
 
 .PHONY: run test bench proto lint setup clean-venv
 
@@ -15,9 +19,9 @@ $(STAMP): pyproject.toml
 	@set -e; start=$$(date +%s); \
 	echo "== first-time setup: $(VENV)"; \
 	test -x $(PY) || python3 -m venv $(VENV); \
-	$(PY) -m pip install -q --upgrade pip; \
-	$(PY) -m pip install -q torch==2.13.0; \
-	$(PY) -m pip install -q -e '.[cpu,torch,dev]'; \
+	$(call pip_install,--upgrade pip); \
+	$(call pip_install,torch==2.13.0); \
+	$(call pip_install,-e '.[$(EXTRAS)]'); \
 	rm -f $(VENV)/.installed-*; touch $@; \
 	echo "== setup took $$(( $$(date +%s) - start )) s"
 

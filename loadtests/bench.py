@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -138,9 +139,10 @@ def _ort_dtype(type_name: str) -> Any:
 
 def _specs_from_config(config_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Read input and output specs from config.pbtxt (used when the model is not ONNX)."""
-    from fleetserve.wire import model_config_pb2
     from google.protobuf import text_format
     from tritonclient.utils import triton_to_np_dtype
+
+    from fleetserve.wire import model_config_pb2
 
     config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
     prefix: tuple[int, ...] = (1,) if config.max_batch_size > 0 else ()
@@ -300,30 +302,119 @@ def server_available() -> bool:
         return False
 
 
-class ServedModel:
-    """``fleetserve serve`` on a temporary repository holding one model, pinned to one core."""
+class ServerProcess:
+    """A server subprocess pinned to one core: started, waited for, stopped by its pid.
 
-    def __init__(self, model: ModelUnderTest, core: int, cache: Path) -> None:
-        self.model = model
+    The child inherits this process's affinity, set to ``core`` for the moment of the start,
+    and ``FLEETSERVE_INTRA_OP_THREADS=1`` / ``OMP_NUM_THREADS=1``. Subclasses say what to run
+    (``command``) and how to tell that it is ready (``probes``).
+    """
+
+    what = "server"
+
+    def __init__(self, core: int, log_path: Path) -> None:
         self.core = core
-        self.cache = cache
-        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
-        self.log_path = cache / f"server-{model.name}.log"
-        self.repo: Path | None = None
+        self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.affinity: list[int] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def probes(self) -> list[tuple[str, Any]]:
+        """Return ``(description, check)`` pairs; ready when every ``check()`` returned True."""
+        raise NotImplementedError
+
+    def launch(self) -> None:
+        """Start the command pinned to ``self.core`` and wait until every probe passes."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update({"FLEETSERVE_INTRA_OP_THREADS": "1", "OMP_NUM_THREADS": "1"})
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        with self.log_path.open("wb") as log, pinned({self.core}):
+            # The child inherits this process's affinity: the server runs on self.core only.
+            self.process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(PROJECT_ROOT),
+                start_new_session=True,
+            )
+        self._wait_ready()
+        with contextlib.suppress(OSError):
+            self.affinity = sorted(os.sched_getaffinity(self.process.pid))
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = self.probes()
+        while pending and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.what} exited with {self.process.returncode} before ready:\n{self.log_tail()}"
+                )
+            try:
+                if pending[0][1]():
+                    pending.pop(0)
+                    continue
+            except Exception:  # not up yet: connection refused, unavailable, timeout
+                pass
+            time.sleep(0.25)
+        if pending:
+            raise RuntimeError(
+                f"{pending[0][0]} not ready within {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        """Return the last lines of the server's log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> int | None:
+        """Stop the server by its pid (SIGTERM, then SIGKILL after 10 s); return its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(STOP_TIMEOUT_S)
+        return self.process.returncode
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2.0) as response:
+        return bool(response.status == 200)
+
+
+class ServedModel(ServerProcess):
+    """``fleetserve serve`` on a temporary repository holding one model, pinned to one core."""
+
+    what = "fleetserve serve"
+
+    def __init__(self, model: ModelUnderTest, core: int, cache: Path) -> None:
+        super().__init__(core, cache / f"server-{model.name}.log")
+        self.model = model
+        self.cache = cache
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
+        self.repo: Path | None = None
 
     @property
     def urls(self) -> dict[str, str]:
         """Return the ``host:port`` of each protocol, as tritonclient wants them."""
         return {"grpc": f"127.0.0.1:{self.grpc_port}", "rest": f"127.0.0.1:{self.http_port}"}
 
-    def start(self) -> None:
-        """Copy the model into a temporary repository, start the server and wait until ready."""
-        self.cache.mkdir(parents=True, exist_ok=True)
-        self.repo = Path(tempfile.mkdtemp(prefix=f"serve-{self.model.name}-", dir=self.cache))
-        shutil.copytree(self.model.folder, self.repo / self.model.name)
-        command = [
+    def command(self) -> list[str]:
+        assert self.repo is not None
+        return [
             sys.executable,
             "-m",
             "fleetserve.cli",
@@ -341,74 +432,109 @@ class ServedModel:
             "--model-control-mode",
             "none",
         ]
-        env = dict(os.environ)
-        env.update({"FLEETSERVE_INTRA_OP_THREADS": "1", "OMP_NUM_THREADS": "1"})
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-        with self.log_path.open("wb") as log, pinned({self.core}):
-            # The child inherits this process's affinity: the server runs on self.core only.
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(PROJECT_ROOT),
-                start_new_session=True,
-            )
-        self._wait_ready()
-        with contextlib.suppress(OSError):
-            self.affinity = sorted(os.sched_getaffinity(self.process.pid))
 
-    def _wait_ready(self) -> None:
-        assert self.process is not None
+    def probes(self) -> list[tuple[str, Any]]:
         urls = [
             f"http://127.0.0.1:{self.http_port}/v2/health/ready",
             f"http://127.0.0.1:{self.http_port}/v2/models/{self.model.name}/ready",
         ]
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        pending = list(urls)
-        while pending and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"fleetserve serve exited with {self.process.returncode} before ready:\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(pending[0], timeout=2.0) as response:
-                    if response.status == 200:
-                        pending.pop(0)
-                        continue
-            except (urllib.error.URLError, OSError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        if pending:
-            raise RuntimeError(f"{pending[0]} not 200 within {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+        return [(url, functools.partial(_http_ok, url)) for url in urls]
 
-    def log_tail(self, lines: int = 30) -> str:
-        """Return the last lines of the server's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+    def start(self) -> None:
+        """Copy the model into a temporary repository, start the server and wait until ready."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.repo = Path(tempfile.mkdtemp(prefix=f"serve-{self.model.name}-", dir=self.cache))
+        shutil.copytree(self.model.folder, self.repo / self.model.name)
+        self.launch()
 
     def stop(self) -> int | None:
         """Stop the server by its pid (SIGTERM, then SIGKILL after 10 s); remove the repository."""
-        code: int | None = None
         try:
-            if self.process is not None:
-                if self.process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(self.process.pid, signal.SIGTERM)
-                    try:
-                        self.process.wait(STOP_TIMEOUT_S)
-                    except subprocess.TimeoutExpired:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(self.process.pid, signal.SIGKILL)
-                        self.process.wait(STOP_TIMEOUT_S)
-                code = self.process.returncode
+            return super().stop()
         finally:
             if self.repo is not None:
                 shutil.rmtree(self.repo, ignore_errors=True)
-        return code
+
+
+# --------------------------------------------------------------------------------------------
+# Peer baselines: the bare servers of loadtests/peers.py
+
+# Which peer answers which protocol of the sweep.
+PEER_PROTOCOLS: dict[str, str] = {"bare-grpc": "grpc", "bare-rest": "rest"}
+# Peers do no compute: for a model whose compute dominates they only measure transport, so by
+# default they run for these models only (--peers-all: for every model).
+DEFAULT_PEER_MODELS = frozenset({"digits"})
+
+
+def peer_outputs(outputs: Sequence[TensorSpec]) -> list[str]:
+    """Return the ``--output NAME:DATATYPE:DIMS`` texts of a batching model's outputs."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    from loadtests.peers import OutputSpec, format_output
+
+    texts = []
+    for spec in outputs:
+        dims = tuple(spec.shape[1:])
+        if any(d < 1 for d in dims):
+            raise ValueError(f"output {spec.name} has a variable dim {spec.shape}: a peer cannot answer it")
+        texts.append(format_output(OutputSpec(spec.name, np_to_triton_dtype(spec.dtype), dims)))
+    return texts
+
+
+def peers_to_run(
+    model: str, protocols: Sequence[str], no_peers: bool = False, peers_all: bool = False
+) -> list[str]:
+    """Return the peer kinds to measure for ``model``, in sweep order of their protocols."""
+    if no_peers or (not peers_all and model not in DEFAULT_PEER_MODELS):
+        return []
+    return [kind for protocol in protocols for kind, p in PEER_PROTOCOLS.items() if p == protocol]
+
+
+def _grpc_ready(url: str, model: str) -> bool:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url=url)
+    try:
+        return bool(
+            client.is_server_ready(client_timeout=2.0) and client.is_model_ready(model, client_timeout=2.0)
+        )
+    finally:
+        client.close()
+
+
+class PeerServer(ServerProcess):
+    """One bare peer (``python -m loadtests.peers``) for one model, pinned to one core."""
+
+    def __init__(self, kind: str, model: ModelUnderTest, core: int, cache: Path) -> None:
+        super().__init__(core, cache / f"peer-{kind}-{model.name}.log")
+        self.kind = kind
+        self.what = kind
+        self.model = model
+        self.protocol = PEER_PROTOCOLS[kind]
+        (self.port,) = free_ports(1)
+        self.url = f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "loadtests.peers", "--kind", self.kind, "--port", str(self.port)]
+        command += ["--host", "127.0.0.1", "--model", self.model.name]
+        for text in peer_outputs(self.model.outputs):
+            command += ["--output", text]
+        return command
+
+    def probes(self) -> list[tuple[str, Any]]:
+        if self.protocol == "grpc":
+            return [
+                (
+                    f"{self.kind} ServerReady/ModelReady",
+                    functools.partial(_grpc_ready, self.url, self.model.name),
+                )
+            ]
+        urls = [f"http://{self.url}/v2/health/ready", f"http://{self.url}/v2/models/{self.model.name}/ready"]
+        return [(url, functools.partial(_http_ok, url)) for url in urls]
+
+    def start(self) -> None:
+        """Start the peer and wait until ready."""
+        self.launch()
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,6 +659,7 @@ async def run_sweep(
     concurrencies: Sequence[int],
     duration: float,
     warmup: float,
+    label: str = "",
 ) -> list[dict[str, Any]]:
     """Run every (protocol, concurrency) point one after the other."""
     points = []
@@ -540,7 +667,7 @@ async def run_sweep(
         for concurrency in concurrencies:
             point = await run_point(protocol, urls[protocol], model, concurrency, duration, warmup)
             print(
-                f"  {model.name} {protocol:>4} c={concurrency:<3} {point['req_per_s']:9.1f} req/s"
+                f"  {label or model.name} {protocol:>4} c={concurrency:<3} {point['req_per_s']:9.1f} req/s"
                 f"  errors {point['errors']}",
                 flush=True,
             )
@@ -550,6 +677,31 @@ async def run_sweep(
 
 # --------------------------------------------------------------------------------------------
 # Report
+
+
+def compare_with_peers(served: Sequence[dict[str, Any]], peers: dict[str, Any]) -> None:
+    """Add ``vs_peer`` to each served point that a peer measured at the same protocol and N.
+
+    ``vs_peer`` holds the peer's kind, req/s and p50, and the ratios fleetserve / peer of req/s
+    (under 1: fleetserve answers fewer) and of p50 (over 1: fleetserve answers later).
+    """
+    by_key = {
+        (point["protocol"], point["concurrency"]): (kind, point)
+        for kind, peer in peers.items()
+        for point in peer.get("points") or []
+    }
+    for point in served:
+        match = by_key.get((point["protocol"], point["concurrency"]))
+        if match is None:
+            continue
+        kind, peer_point = match
+        point["vs_peer"] = {
+            "kind": kind,
+            "req_per_s": peer_point["req_per_s"],
+            "p50_ms": peer_point["p50_ms"],
+            "req_per_s_ratio": ratio(point["req_per_s"], peer_point["req_per_s"]),
+            "p50_ratio": None if point["p50_ms"] is None else ratio(point["p50_ms"], peer_point["p50_ms"]),
+        }
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -586,21 +738,45 @@ def format_table(name: str, result: dict[str, Any]) -> str:
         f"served by fleetserve serve on core(s) {server.get('affinity')},"
         f" client on core {result.get('client_core')}"
     )
+    peers = result.get("peers") or {}
+    with_peers = any("vs_peer" in point for point in served)
+    if peers:
+        described = ", ".join(
+            f"{kind} ({PEER_PROTOCOLS[kind]} rows) on core(s) {peer.get('affinity')}"
+            + ("" if peer.get("points") else f": {peer.get('skipped', 'not measured')}")
+            for kind, peer in peers.items()
+        )
+        lines.append(f"peers (canned zeros, no compute, same client): {described}")
+    elif result.get("peers_skipped"):
+        lines.append(f"peers: {result['peers_skipped']}")
     header = ["protocol", "concurrency", "req/s", "p50 ms", "p99 ms", "errors", "client CPU %", "served/raw"]
+    if with_peers:
+        header += ["peer req/s", "peer p50 ms", "fs/peer req/s", "fs/peer p50"]
     rows = [header]
     for point in served:
-        rows.append(
-            [
-                point["protocol"],
-                str(point["concurrency"]),
-                _fmt(point["req_per_s"]),
-                _fmt_ms(point["p50_ms"]),
-                _fmt_ms(point["p99_ms"]),
-                str(point["errors"]),
-                _fmt(point["cpu_percent"]),
-                _fmt(ratio(point["req_per_s"], raw_rate), 2),
-            ]
-        )
+        row = [
+            point["protocol"],
+            str(point["concurrency"]),
+            _fmt(point["req_per_s"]),
+            _fmt_ms(point["p50_ms"]),
+            _fmt_ms(point["p99_ms"]),
+            str(point["errors"]),
+            _fmt(point["cpu_percent"]),
+            _fmt(ratio(point["req_per_s"], raw_rate), 2),
+        ]
+        if with_peers:
+            vs = point.get("vs_peer")
+            row += (
+                [
+                    _fmt(vs["req_per_s"]),
+                    _fmt_ms(vs["p50_ms"]),
+                    _fmt(vs["req_per_s_ratio"], 2),
+                    _fmt(vs["p50_ratio"], 2),
+                ]
+                if vs
+                else ["-"] * 4
+            )
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for index, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [
@@ -614,6 +790,11 @@ def format_table(name: str, result: dict[str, Any]) -> str:
             lines.append(
                 f"first error ({point['protocol']} c={point['concurrency']}): {point['first_error']}"
             )
+    for kind, peer in peers.items():
+        for point in peer.get("points") or []:
+            if point.get("first_error"):
+                where = f"{kind} {point['protocol']} c={point['concurrency']}"
+                lines.append(f"first error ({where}): {point['first_error']}")
     return "\n".join(lines)
 
 
@@ -650,6 +831,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--cache", type=Path, default=CACHE_DIR, help="cache folder (generated resnet18, logs)"
     )
     parser.add_argument("--raw-only", action="store_true", help="measure the raw baseline only")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip the peer baselines (bare-grpc, bare-rest)"
+    )
+    parser.add_argument(
+        "--peers-all",
+        action="store_true",
+        help=f"measure the peers for every model, not only {', '.join(sorted(DEFAULT_PEER_MODELS))}",
+    )
     args = parser.parse_args(argv)
     args.models = _csv(args.models)
     args.protocols = _csv(args.protocols)
@@ -721,7 +910,65 @@ def bench_model(
         finally:
             code = server.stop()
             result.setdefault("server", {})["exit_code"] = code
+        if "served" in result:
+            ok = bench_peers(model, args, server_core, client_core, result) and ok
     return result, ok
+
+
+def bench_peers(
+    model: ModelUnderTest,
+    args: argparse.Namespace,
+    server_core: int,
+    client_core: int,
+    result: dict[str, Any],
+) -> bool:
+    """Measure each peer of ``model`` like the server; store them in ``result``; return success."""
+    kinds = peers_to_run(model.name, args.protocols, args.no_peers, args.peers_all)
+    if not kinds:
+        result["peers_skipped"] = (
+            "--no-peers"
+            if args.no_peers
+            else f"not measured for {model.name} (no compute: transport only; --peers-all to measure)"
+        )
+        return True
+    ok = True
+    peers: dict[str, Any] = {}
+    for kind in kinds:
+        entry: dict[str, Any] = {}
+        peers[kind] = entry
+        try:
+            peer = PeerServer(kind, model, server_core, args.cache)
+        except ValueError as exc:
+            entry["skipped"] = str(exc)
+            print(f"{model.name}: {kind}: {exc}", flush=True)
+            ok = False
+            continue
+        try:
+            print(f"{model.name}: starting peer {kind} on core {server_core} ...", flush=True)
+            peer.start()
+            entry.update({"affinity": peer.affinity, "port": peer.port, "log": str(peer.log_path)})
+            with pinned({client_core}):
+                entry["points"] = asyncio.run(
+                    run_sweep(
+                        {peer.protocol: peer.url},
+                        model,
+                        [peer.protocol],
+                        args.concurrency,
+                        args.duration,
+                        args.warmup,
+                        label=f"{model.name} {kind}",
+                    )
+                )
+            ok = ok and all(p["errors_total"] == 0 and p["requests"] > 0 for p in entry["points"])
+        except (RuntimeError, OSError) as exc:
+            entry["skipped"] = f"peer failed: {exc}"
+            print(f"{model.name}: {kind}: {entry['skipped']}", flush=True)
+            ok = False
+        finally:
+            entry["exit_code"] = peer.stop()
+    result["peers"] = peers
+    compare_with_peers(result["served"], peers)
+    return ok
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -742,6 +989,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup_s": args.warmup,
             "concurrency": args.concurrency,
             "protocols": args.protocols,
+            "peers": "none" if args.no_peers else ("all" if args.peers_all else sorted(DEFAULT_PEER_MODELS)),
         },
         "models": {},
     }

@@ -104,16 +104,17 @@ def _from_contents(tensor: Any, shape: tuple[int, ...]) -> np.ndarray:
         out = np.empty(count, dtype=object)
         out[:] = list(values)
         return out.reshape(shape)
-    array = np.asarray(values)
-    if dt.dtype.kind in "iu" and array.size:
+    if dt.dtype.kind in "iu" and dt.size < 4:
         # INT8 / INT16 / UINT8 / UINT16 travel in 32-bit fields; a cast would wrap silently.
+        wide = np.asarray(values, dtype=np.int64)
         info = np.iinfo(dt.dtype)
-        if array.min() < info.min or array.max() > info.max:
+        if wide.size and (wide.min() < info.min or wide.max() > info.max):
             raise invalid(
                 f"input '{tensor.name}': contents.{field} holds values outside the range of {dt.name} "
                 f"[{info.min}, {info.max}]"
             )
-    return array.astype(dt.dtype).reshape(shape)
+        return wide.astype(dt.dtype).reshape(shape)
+    return np.asarray(values, dtype=dt.dtype).reshape(shape)
 
 
 def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
