@@ -48,6 +48,7 @@ class DataPlane:
         self._token = admin_token
         self._control_mode = control_mode
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._inflight: dict[str, Any] = {}
         self._live = True
 
     # --- health and metadata ---
@@ -162,6 +163,10 @@ class DataPlane:
         served = self.manager.resolve(request.model_name, request.model_version)
         route = "explicit" if request.model_version else "production"
         code: ErrorCode | None = None
+        inflight = self._inflight.get(protocol)
+        if inflight is None:
+            inflight = self._inflight[protocol] = self.metrics.inflight.labels(protocol)
+        inflight.inc()
         try:
             response = await self._infer(served, request)
         except FleetError as exc:
@@ -173,6 +178,7 @@ class DataPlane:
                 ErrorCode.INTERNAL, f"model '{served.name}' version {served.version} failed: {exc}"
             ) from exc
         finally:
+            inflight.dec()
             elapsed = time.perf_counter() - started
             served.stats.record_request(elapsed, code is None)
             counter, histogram = self._metric_children(served, protocol, route, code)
