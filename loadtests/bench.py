@@ -7,14 +7,19 @@ For each model, in one run on this machine:
 2. served: ``fleetserve serve`` started as a subprocess pinned to that core (with
    ``FLEETSERVE_INTRA_OP_THREADS=1``), on a temporary model repository holding only the model
    under test, then closed-loop ``tritonclient`` aio clients (gRPC and REST with binary
-   tensors) in this one process, pinned to another core, at each concurrency of the sweep.
+   tensors) in this one process, pinned to another core, at each concurrency of the sweep;
+3. peers (digits by default, every model with ``--peers-all``, none with ``--no-peers``): the
+   bare servers of ``loadtests/peers.py`` (``bare-grpc`` on grpc.aio, ``bare-rest`` on
+   uvicorn + httptools, canned zeros, no compute) started and measured exactly like the server,
+   with the same client: the floor of the Python stack fleetserve is built on.
 
-A table per model compares them (``served/raw`` = served req/s / raw batch-1 req/s).
+A table per model compares them (``served/raw`` = served req/s / raw batch-1 req/s; with peers,
+``fs/peer`` = fleetserve / peer of req/s and of p50).
 
 Usage::
 
     python -m loadtests.bench [--models digits,resnet18] [--duration 5] \\
-        [--concurrency 1,4,16,64] [--protocols grpc,rest] [--json OUT]
+        [--concurrency 1,4,16,64] [--protocols grpc,rest] [--json OUT] [--no-peers | --peers-all]
 
 See loadtests/README.md for the methodology and the meaning of each column.
 """

@@ -123,6 +123,8 @@ def complete_config(
         for s in model_outputs if derive_outputs else []:
             out.output.add(name=s.name, data_type=_config_type(s), dims=list(s.shape[skip:]))
     _check_against_model(out, model_inputs, model_outputs)
+    if config is None and out.max_batch_size > 0:
+        out.dynamic_batching.SetInParent()  # Triton's onnxruntime auto-complete enables it too
     if not out.instance_group:
         out.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
     for group in out.instance_group:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,14 @@ def read_labels(model_dir: Path, config: mc.ModelConfig | None) -> list[str] | N
     return None
 
 
+def _placed(options: RuntimeOptions, config: mc.ModelConfig | None) -> RuntimeOptions:
+    """instance_group kind KIND_CPU keeps a model on the CPU; GPU / AUTO take a GPU when present."""
+    groups = list(config.instance_group) if config is not None else []
+    if groups and all(g.kind == mc.ModelInstanceGroup.KIND_CPU for g in groups):
+        return dataclasses.replace(options, device="cpu")
+    return options
+
+
 def load_version(
     model_dir: Path,
     version: int,
@@ -42,6 +51,7 @@ def load_version(
     """Load and warm up a version; raises with a readable reason when it cannot serve."""
     name = model_dir.name
     version_dir = model_dir / str(version)
+    options = _placed(options, config)
     platform = platform_of(config, version_dir)
     path = model_file(config, platform, version_dir)
     if platform == TORCHSCRIPT:

@@ -47,7 +47,9 @@ class ServedVersion:
         executors = sum(g.count for g in config.instance_group) or 1
         self.batcher: Batcher[Tensors, Tensors] = Batcher(
             self._run,
-            max_batch_size=config.max_batch_size,
+            # Requests are merged only where the config asks for dynamic batching, as in Triton;
+            # otherwise each request runs alone (with its own batch dimension).
+            max_batch_size=config.max_batch_size if config.HasField("dynamic_batching") else 0,
             executors=executors,
             on_batch=self._record,
             inline_below_s=inline_below_s,

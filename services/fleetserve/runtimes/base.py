@@ -24,7 +24,7 @@ class RuntimeOptions:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     torch_threads: int = 1
-    device: str = "cpu"  # "cpu" or "cuda"
+    device: str = "auto"  # "cpu", or "auto": CUDA when the backend has it and a GPU is present
 
 
 class Runtime(Protocol):

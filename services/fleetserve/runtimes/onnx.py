@@ -61,7 +61,7 @@ class OnnxRuntime:
         opts.inter_op_num_threads = self.options.inter_op_threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ["CPUExecutionProvider"]
-        if self.options.device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        if self.options.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self._session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         self._output_names = [o.name for o in self._session.get_outputs()]

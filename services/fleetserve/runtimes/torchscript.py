@@ -52,7 +52,7 @@ class TorchScriptRuntime:
         import torch
 
         torch.set_num_threads(self.options.torch_threads)
-        use_cuda = self.options.device == "cuda" and torch.cuda.is_available()
+        use_cuda = self.options.device != "cpu" and torch.cuda.is_available()
         self._device = torch.device("cuda" if use_cuda else "cpu")
         module = torch.jit.load(str(self.path), map_location=self._device)
         module.eval()
