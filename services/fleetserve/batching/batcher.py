@@ -4,6 +4,10 @@ The queue and all its bookkeeping live on the event loop thread; an executor thr
 `run(items)` and hands the results back with `call_soon_threadsafe`, so no lock guards the
 queue. `run` must return one result per item, in order; a mismatch fails the whole batch.
 
+Admission: an item is refused at once when the queue is full or when its deadline cannot be
+met (the latency model predicts its completion past it); a queued item whose deadline passes
+before it is dispatched fails then, never later. Items wait per priority level (1 first).
+
 Dispatch happens once per loop iteration (`call_soon`), so requests that arrive together form
 one batch even when an executor is idle. A batch that the latency model predicts to take less
 than `inline_below_s` runs on the loop itself: on a busy core, handing it to a thread and back
@@ -19,49 +23,48 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from fleetserve.common.clock import Clock, SystemClock
 
 from .latency import LatencyModel
-from .policy import BatchPolicy, GreedyPolicy
+from .policy import AdaptivePolicy, BatchPolicy, Limits
+from .results import BatcherClosed, BatchReport, Rejected, checked
+
+__all__ = ["BatchReport", "Batcher", "BatcherClosed", "Rejected"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class BatchReport:
-    """What one executed batch did, for statistics and metrics."""
-
-    items: int
-    rows: int
-    queue_seconds: list[float]
-    compute_seconds: float
-    failed: bool
-    inline: bool = False
-
 
 class _Pending(Generic[T, R]):
-    __slots__ = ("enqueued", "future", "item", "key", "size")
+    __slots__ = ("deadline", "enqueued", "future", "item", "key", "priority", "size", "taken", "timer")
 
-    def __init__(self, item: T, size: int, key: Hashable, future: asyncio.Future[R], enqueued: float) -> None:
+    def __init__(
+        self,
+        item: T,
+        size: int,
+        key: Hashable,
+        future: asyncio.Future[R],
+        enqueued: float,
+        priority: int,
+        deadline: float | None,
+    ) -> None:
         self.item = item
         self.size = size
         self.key = key
         self.future = future
         self.enqueued = enqueued
+        self.priority = priority
+        self.deadline = deadline
+        self.taken = False
+        self.timer: asyncio.TimerHandle | None = None
 
     @property
-    def cancelled(self) -> bool:
-        return self.future.done()
-
-
-class BatcherClosed(Exception):
-    """The batcher no longer takes items (its model version is being unloaded)."""
+    def live(self) -> bool:
+        return not self.taken and not self.future.done()
 
 
 class Batcher(Generic[T, R]):
@@ -77,21 +80,28 @@ class Batcher(Generic[T, R]):
         on_batch: Callable[[BatchReport], None] | None = None,
         clock: Clock | None = None,
         inline_below_s: float = 0.0,
+        preferred_batch_sizes: tuple[int, ...] = (),
+        max_queue_delay_s: float | None = None,
+        max_queue_size: int = 0,
         name: str = "batcher",
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
-        self._policy = policy or GreedyPolicy()
+        self.limits = Limits(max_batch_size, tuple(sorted(preferred_batch_sizes)), max_queue_delay_s)
+        self.policy: BatchPolicy = policy or AdaptivePolicy()
         self._on_batch = on_batch
         self._clock = clock or SystemClock()
         self._inline_below = inline_below_s
+        self._max_queue = max_queue_size
         self.latency = LatencyModel()
-        self._queue: collections.deque[_Pending[T, R]] = collections.deque()
+        self._levels: dict[int, collections.deque[_Pending[T, R]]] = {}
+        self._queued = 0  # live items in the queues
         self._idle: list[_Executor] = []
         self._executors: list[_Executor] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._flush_scheduled = False
+        self._wake: asyncio.TimerHandle | None = None
         self._inflight = 0
         self._drained: asyncio.Event | None = None
         self._count = max(1, executors)
@@ -100,7 +110,7 @@ class Batcher(Generic[T, R]):
     @property
     def depth(self) -> int:
         """Items waiting for an executor."""
-        return len(self._queue)
+        return self._queued
 
     @property
     def inflight(self) -> int:
@@ -114,21 +124,80 @@ class Batcher(Generic[T, R]):
             self._executors.append(ex)
             self._idle.append(ex)
 
-    async def submit(self, item: T, size: int = 1, key: Hashable = None) -> R:
-        """Queue an item and wait for its result (the exception of a failed batch is raised)."""
+    # --- admission ---
+
+    def estimated_wait(self, priority: int = 0) -> float | None:
+        """Predicted seconds before a new item of this priority starts computing (None in warm-up)."""
+        now = self._clock.monotonic()
+        if self._idle or not self._executors:
+            free_in = 0.0
+        else:
+            free_in = min(max(0.0, ex.busy_until - now) for ex in self._executors)
+        ahead = sum(p.size for level, q in self._levels.items() if level <= priority for p in q if p.live)
+        if not ahead:
+            return free_in
+        chunk = max(1, self.max_batch_size)
+        full, rest = divmod(ahead, chunk)
+        per_full, per_rest = self.latency.predict(chunk), self.latency.predict(rest) if rest else 0.0
+        if per_full is None or per_rest is None:
+            return None
+        return free_in + (full * per_full + per_rest) / self._count
+
+    def _admit(self, size: int, priority: int, deadline: float | None) -> None:
+        if self._max_queue and self._queued >= self._max_queue:
+            wait = self.estimated_wait(priority)
+            raise Rejected("queue_full", f"queue is full ({self._max_queue} requests waiting)", wait)
+        if deadline is None:
+            return
+        wait = self.estimated_wait(priority)
+        compute = self.latency.predict(size)
+        if wait is None or compute is None:
+            return  # warm-up: nothing to predict with
+        now = self._clock.monotonic()
+        if now + wait + compute > deadline:
+            budget = max(0.0, deadline - now) * 1e3
+            raise Rejected(
+                "deadline",
+                f"the deadline cannot be met: {budget:.1f} ms left, predicted "
+                f"{wait * 1e3:.1f} ms queueing + {compute * 1e3:.1f} ms compute",
+                wait,
+            )
+
+    async def submit(
+        self,
+        item: T,
+        size: int = 1,
+        key: Hashable = None,
+        *,
+        priority: int = 0,
+        deadline: float | None = None,
+    ) -> R:
+        """Queue an item and wait for its result (the exception of a failed batch is raised).
+
+        `priority`: 1 is served first, higher numbers later. `deadline`: the clock's time by
+        which the item must be answered; Rejected when it cannot be or was not met.
+        """
         if self._closed:
             raise BatcherClosed("model version is unloading")
         if self._loop is None:
             self._start()
         loop = self._loop
         assert loop is not None
-        if self._inline_below > 0 and not self._queue and self._idle and not self._inflight:
+        self._admit(size, priority, deadline)
+        if self._inline_below > 0 and not self._queued and self._idle and not self._inflight:
             # Nothing else waits: a batch this cheap is computed right here, without suspending.
             predicted = self.latency.predict(size)
             if predicted is not None and predicted < self._inline_below:
                 return self._run_now(item, size)
         future: asyncio.Future[R] = loop.create_future()
-        self._queue.append(_Pending(item, size, key, future, self._clock.monotonic()))
+        now = self._clock.monotonic()
+        pending = _Pending(item, size, key, future, now, priority, deadline)
+        self._levels.setdefault(priority, collections.deque()).append(pending)
+        if len(self._levels) > 1:
+            self._levels = dict(sorted(self._levels.items()))
+        self._queued += 1
+        if deadline is not None:
+            pending.timer = loop.call_later(max(0.0, deadline - now), self._expire, pending)
         self._inflight += 1
         try:
             if self._idle and not self._flush_scheduled:
@@ -137,8 +206,24 @@ class Batcher(Generic[T, R]):
             return await future
         finally:
             self._inflight -= 1
+            if not pending.taken:  # the caller went away while the item was queued
+                self._queued -= 1
+                pending.taken = True
+            if pending.timer is not None:
+                pending.timer.cancel()
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
+
+    def _expire(self, pending: _Pending[T, R]) -> None:
+        if pending.live:
+            pending.taken = True
+            self._queued -= 1
+            waited = (self._clock.monotonic() - pending.enqueued) * 1e3
+            pending.future.set_exception(
+                Rejected("timeout", f"deadline passed after {waited:.1f} ms in the queue")
+            )
+
+    # --- dispatch ---
 
     def _run_now(self, item: T, size: int) -> R:
         executor = self._idle.pop()
@@ -149,7 +234,7 @@ class Batcher(Generic[T, R]):
             results = exc
         ended = self._clock.monotonic()
         self._idle.append(executor)
-        results = _checked(results, 1)
+        results = checked(results, 1)
         failed = isinstance(results, BaseException)
         if not failed:
             self.latency.observe(size, ended - started)
@@ -161,30 +246,47 @@ class Batcher(Generic[T, R]):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
         self._dispatch()
 
+    def _view(self) -> list[_Pending[T, R]]:
+        """Live items in dispatch order, dropping dead ones at each level's head."""
+        view: list[_Pending[T, R]] = []
+        limit = 4 * max(1, self.max_batch_size)
+        for q in self._levels.values():
+            while q and not q[0].live:
+                q.popleft()
+            view.extend(p for p in q if p.live)
+            if len(view) >= limit:
+                break
+        return view
+
     def _dispatch(self) -> None:
-        while self._idle and self._queue:
-            # Drop cancelled items at the head so they cannot block the queue.
-            while self._queue and self._queue[0].cancelled:
-                self._queue.popleft()
-            if not self._queue:
+        while self._idle and self._queued:
+            view = self._view()
+            if not view:
                 return
-            chosen = self._policy.take(self._queue, self.max_batch_size)
-            if not chosen:
+            now = self._clock.monotonic()
+            decision = self.policy.choose(view, self.limits, now, self.latency)
+            if not decision.take:
+                if decision.wait_until is not None and self._wake is None and self._loop is not None:
+                    self._wake = self._loop.call_later(max(0.0, decision.wait_until - now), self._flush)
                 return
-            batch = [self._queue[i] for i in chosen]
-            for i in reversed(chosen):
-                del self._queue[i]
-            batch = [p for p in batch if not p.cancelled]
-            if not batch:
-                continue
+            batch = [view[i] for i in decision.take]
+            for p in batch:
+                p.taken = True
+                if p.timer is not None:
+                    p.timer.cancel()
+            self._queued -= len(batch)
             executor = self._idle.pop()
-            if self._inline_below > 0:
-                predicted = self.latency.predict(sum(p.size for p in batch))
-                if predicted is not None and predicted < self._inline_below:
-                    self._execute_inline(executor, batch)
-                    continue
+            rows = sum(p.size for p in batch)
+            predicted = self.latency.predict(rows)
+            if self._inline_below > 0 and predicted is not None and predicted < self._inline_below:
+                self._execute_inline(executor, batch)
+                continue
+            executor.busy_until = now + (predicted or 0.0)
             executor.jobs.put(batch)
 
     def _execute_inline(self, executor: _Executor, batch: list[_Pending[T, R]]) -> None:
@@ -204,7 +306,7 @@ class Batcher(Generic[T, R]):
         ended: float,
         inline: bool = False,
     ) -> None:
-        results = _checked(results, len(batch))
+        results = checked(results, len(batch))
         failed = isinstance(results, BaseException)
         for i, p in enumerate(batch):
             if p.future.done():
@@ -220,7 +322,7 @@ class Batcher(Generic[T, R]):
         if self._on_batch is not None:
             queued = [started - p.enqueued for p in batch]
             self._report(BatchReport(len(batch), rows, queued, ended - started, failed, inline))
-        if not inline and self._queue:
+        if not inline and self._queued:
             self._dispatch()
 
     def _report(self, report: BatchReport) -> None:
@@ -250,24 +352,14 @@ class Batcher(Generic[T, R]):
             try:
                 await asyncio.wait_for(self._drained.wait(), drain_timeout)
             except TimeoutError:
-                for p in self._queue:
-                    if not p.future.done():
-                        p.future.set_exception(BatcherClosed("model version unloaded"))
+                for q in self._levels.values():
+                    for p in q:
+                        if p.live:
+                            p.future.set_exception(BatcherClosed("model version unloaded"))
         for ex in self._executors:
             ex.jobs.put(None)
         for ex in self._executors:
             await asyncio.to_thread(ex.thread.join, 5.0)
-
-
-def _checked(results: Any, items: int) -> Any:
-    """The results of a batch, or the exception that fails it (a wrong count fails it too:
-    anything raised later would leave futures unanswered and the executor lost)."""
-    if isinstance(results, BaseException):
-        return results
-    if not isinstance(results, list | tuple) or len(results) != items:
-        got = f"{len(results)} results" if isinstance(results, list | tuple) else type(results).__name__
-        return RuntimeError(f"batch of {items} items gave {got}")
-    return results
 
 
 class _Executor:
@@ -275,6 +367,7 @@ class _Executor:
 
     def __init__(self, name: str, owner: Batcher[Any, Any]) -> None:
         self.jobs: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
+        self.busy_until = 0.0
         self._owner = owner
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()

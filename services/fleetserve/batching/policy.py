@@ -1,9 +1,17 @@
-"""Batch policies: how many queued items an idle executor takes."""
+"""Batch policies: which queued items the next batch takes, and whether to wait for more.
+
+Every policy sees the live queue in dispatch order (priority level 1 first, then arrival)
+and returns the indexes of the next batch, or nothing and a time to look again. Items batch
+together only when their keys match; a request is never split across batches.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from .latency import LatencyModel
 
 
 class Queued(Protocol):
@@ -20,42 +28,135 @@ class Queued(Protocol):
         ...
 
     @property
-    def cancelled(self) -> bool:
-        """The caller no longer waits for this item."""
+    def enqueued(self) -> float:
+        """When the item was queued (the batcher's clock)."""
         ...
+
+    @property
+    def deadline(self) -> float | None:
+        """When the item's answer is due, if it has a deadline."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The batch limits of a model version (config.pbtxt)."""
+
+    max_batch_size: int  # rows per batch; 0 = requests are not merged
+    preferred: tuple[int, ...] = ()  # dynamic_batching.preferred_batch_size
+    max_queue_delay_s: float | None = None  # dynamic_batching.max_queue_delay_microseconds
+
+
+@dataclass(slots=True)
+class Decision:
+    """The next batch (indexes into the queue view), or a time to decide again."""
+
+    take: list[int] = field(default_factory=list)
+    wait_until: float | None = None
 
 
 class BatchPolicy(Protocol):
-    """Chooses the items of the next batch from the head of the queue."""
+    """Chooses the next batch when an executor is idle."""
 
-    def take(self, queue: Sequence[Queued], max_batch_size: int) -> list[int]:
-        """Indexes into `queue` of the next batch, in queue order; empty to wait."""
+    name: str
+
+    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
+        """The next batch out of `queue`, or when to look again."""
         ...
 
 
-class GreedyPolicy:
-    """Dispatch at once what is queued, up to `max_batch_size` rows of the head item's key.
+def compatible(queue: Sequence[Queued], limits: Limits) -> list[int]:
+    """The head item and the following items of its key, while the rows fit max_batch_size."""
+    if not queue:
+        return []
+    if limits.max_batch_size <= 0:
+        return [0]
+    key = queue[0].key
+    chosen = [0]
+    rows = queue[0].size
+    for i in range(1, len(queue)):
+        item = queue[i]
+        if item.key != key:
+            continue
+        if rows + item.size > limits.max_batch_size:
+            break
+        chosen.append(i)
+        rows += item.size
+        if rows == limits.max_batch_size:
+            break
+    return chosen
 
-    No waiting at low load; while executors are busy, items accumulate and the next idle
-    executor takes them together.
+
+def _preferred_prefix(queue: Sequence[Queued], chosen: list[int], preferred: tuple[int, ...]) -> list[int]:
+    """Cut the batch to the longest prefix whose rows are a preferred size, if there is one."""
+    if not preferred:
+        return chosen
+    rows = 0
+    best = 0
+    for n, i in enumerate(chosen, start=1):
+        rows += queue[i].size
+        if rows in preferred:
+            best = n
+    return chosen[:best] if best and best < len(chosen) else chosen
+
+
+class AdaptivePolicy:
+    """No waiting when an executor is idle; the largest batch whose predicted completion
+    (latency model: a * rows + b) still meets the earliest deadline among its items.
+
+    At low load batches are single requests; under load, requests queue while executors are
+    busy and the next idle executor takes as many as their deadlines allow.
     """
 
-    def take(self, queue: Sequence[Queued], max_batch_size: int) -> list[int]:
-        chosen: list[int] = []
-        rows = 0
-        key: Hashable = None
-        limit = max(max_batch_size, 1)
-        for i, item in enumerate(queue):
-            if item.cancelled:
-                continue
-            if not chosen:
-                key = item.key
-            elif item.key != key or max_batch_size == 0:
-                continue
-            if chosen and rows + item.size > limit:
+    name = "adaptive"
+
+    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
+        chosen = compatible(queue, limits)
+        while len(chosen) > 1:
+            deadlines = [d for d in (queue[i].deadline for i in chosen) if d is not None]
+            predicted = latency.predict(sum(queue[i].size for i in chosen))
+            if not deadlines or predicted is None or now + predicted <= min(deadlines):
                 break
-            chosen.append(i)
-            rows += item.size
-            if rows >= limit:
-                break
-        return chosen
+            chosen.pop()
+        return Decision(_preferred_prefix(queue, chosen, limits.preferred))
+
+
+class FixedWindowPolicy:
+    """Triton-style: wait up to a fixed window after the oldest request for the batch to fill
+    (to max_batch_size or the largest preferred size), then dispatch what is there."""
+
+    name = "window"
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+
+    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
+        chosen = compatible(queue, limits)
+        if not chosen:
+            return Decision()
+        rows = sum(queue[i].size for i in chosen)
+        target = max(limits.preferred) if limits.preferred else limits.max_batch_size
+        due = queue[0].enqueued + self.window_s
+        if rows >= target or now >= due or limits.max_batch_size <= 0:
+            return Decision(_preferred_prefix(queue, chosen, limits.preferred))
+        return Decision(wait_until=due)
+
+
+class NoBatchingPolicy:
+    """Each request is a batch of its own (for comparison)."""
+
+    name = "none"
+
+    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
+        return Decision([0] if queue else [])
+
+
+def policy_named(name: str, window_s: float) -> BatchPolicy:
+    """The policy a model's config asks for: adaptive (default), window, or none."""
+    if name in ("", "adaptive"):
+        return AdaptivePolicy()
+    if name == "window":
+        return FixedWindowPolicy(window_s)
+    if name == "none":
+        return NoBatchingPolicy()
+    raise ValueError(f"batch policy '{name}' is not one of adaptive, window, none")

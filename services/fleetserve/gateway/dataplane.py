@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from fleetserve import __version__
+from fleetserve.batching.batcher import BatcherClosed, Rejected
 from fleetserve.common.metrics import GatewayMetrics
 from fleetserve.protocol.errors import ErrorCode, FleetError
 from fleetserve.protocol.types import (
@@ -49,6 +50,7 @@ class DataPlane:
         self._control_mode = control_mode
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._inflight: dict[str, Any] = {}
+        self._rejected: dict[tuple[str, str, str], Any] = {}
         self._live = True
 
     # --- health and metadata ---
@@ -168,7 +170,7 @@ class DataPlane:
             inflight = self._inflight[protocol] = self.metrics.inflight.labels(protocol)
         inflight.inc()
         try:
-            response = await self._infer(served, request)
+            response = await self._infer(served, request, started)
         except FleetError as exc:
             code = exc.code
             raise
@@ -186,9 +188,26 @@ class DataPlane:
             histogram.observe(elapsed)
         return response
 
-    async def _infer(self, served: ServedVersion, request: InferRequest) -> InferResponse:
+    async def _infer(self, served: ServedVersion, request: InferRequest, arrival: float) -> InferResponse:
         tensors = validation.model_inputs(served, request)
-        computed = await served.infer(tensors)
+        sched = served.scheduling
+        level = sched.level(validation.priority(request.parameters))
+        deadline = sched.deadline(arrival, validation.timeout_s(request.parameters), request.deadline)
+        try:
+            computed = await served.infer(tensors, level, deadline)
+        except Rejected as exc:
+            self._rejections(served, exc.reason).inc()
+            code = ErrorCode.DEADLINE_EXCEEDED if exc.reason == "timeout" else ErrorCode.UNAVAILABLE
+            retry = max(1.0, exc.retry_after_s or 0.0) if code is ErrorCode.UNAVAILABLE else None
+            raise FleetError(
+                code, f"model '{served.name}' version {served.version}: {exc}", retry_after_s=retry
+            ) from None
+        except BatcherClosed:
+            raise FleetError(
+                ErrorCode.UNAVAILABLE,
+                f"model '{served.name}' version {served.version} is unloading",
+                retry_after_s=1.0,
+            ) from None
         return InferResponse(
             model_name=served.name,
             model_version=served.version_str,
@@ -196,6 +215,13 @@ class DataPlane:
             outputs=outputs.select(served, request, computed),
             parameters={"request_id": request.request_id},
         )
+
+    def _rejections(self, served: ServedVersion, reason: str) -> Any:
+        key = (served.name, served.version_str, reason)
+        found = self._rejected.get(key)
+        if found is None:
+            found = self._rejected[key] = self.metrics.rejected.labels(*key)
+        return found
 
     def _metric_children(
         self, served: ServedVersion, protocol: str, route: str, code: ErrorCode | None

@@ -7,6 +7,7 @@ Translation only; what to answer is the data plane's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -107,7 +108,11 @@ class InferenceServicer:
     async def ModelInfer(self, req: pb.ModelInferRequest, ctx: aio.ServicerContext) -> pb.ModelInferResponse:
         rid = request_id(_metadata(ctx, "x-request-id"))
         ctx.set_trailing_metadata((("x-request-id", rid),))
-        response = await self.dp.infer(grpc_codec.decode_infer_request(req, rid), "grpc")
+        request = grpc_codec.decode_infer_request(req, rid)
+        remaining = ctx.time_remaining()
+        if remaining is not None:
+            request.deadline = time.perf_counter() + remaining  # the gRPC deadline, on the data plane's clock
+        response = await self.dp.infer(request, "grpc")
         return grpc_codec.encode_infer_response(response)
 
     async def ModelStreamInfer(

@@ -71,6 +71,24 @@ def _raw_single_input(served: ServedVersion, raw: InputTensor) -> Tensors:
     return {spec.name: tensors.from_raw(raw.data.data, spec.datatype, shape, spec.name)}
 
 
+def _int_parameter(parameters: dict[str, object], name: str) -> int:
+    value = parameters.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise invalid(f"request parameter '{name}' must be a non-negative integer, got {value!r}")
+    return value
+
+
+def timeout_s(parameters: dict[str, object]) -> float | None:
+    """The v2 `timeout` parameter (microseconds, as Triton; 0 or absent: none) in seconds."""
+    micros = _int_parameter(parameters, "timeout") if "timeout" in parameters else 0
+    return micros / 1e6 if micros else None
+
+
+def priority(parameters: dict[str, object]) -> int:
+    """The request's `priority` parameter (0 or absent: the model's default level)."""
+    return _int_parameter(parameters, "priority") if "priority" in parameters else 0
+
+
 def output_datatype(array: np.ndarray) -> str:
     """The v2 datatype of a computed output."""
     return datatypes.from_numpy(array.dtype).name

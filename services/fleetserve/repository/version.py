@@ -14,6 +14,7 @@ from fleetserve.runtimes.base import Runtime, TensorSpec
 from fleetserve.wire import model_config_pb2 as mc
 
 from .config import config_specs
+from .scheduling import Scheduling
 from .stats import VersionStats
 
 Tensors = dict[str, np.ndarray]
@@ -44,15 +45,21 @@ class ServedVersion:
         self.max_batch_size = config.max_batch_size
         self.stats = VersionStats()
         self._on_batch = on_batch
+        self.scheduling = Scheduling.from_config(config)
+        sched = self.scheduling
         executors = sum(g.count for g in config.instance_group) or 1
         self.batcher: Batcher[Tensors, Tensors] = Batcher(
             self._run,
             # Requests are merged only where the config asks for dynamic batching, as in Triton;
             # otherwise each request runs alone (with its own batch dimension).
-            max_batch_size=config.max_batch_size if config.HasField("dynamic_batching") else 0,
+            max_batch_size=config.max_batch_size if sched.batching else 0,
             executors=executors,
+            policy=sched.policy(),
             on_batch=self._record,
             inline_below_s=inline_below_s,
+            preferred_batch_sizes=sched.preferred,
+            max_queue_delay_s=sched.max_queue_delay_s,
+            max_queue_size=sched.max_queue_size,
             name=f"{name}-v{version}",
         )
 
@@ -60,11 +67,12 @@ class ServedVersion:
     def platform(self) -> str:
         return self.config.platform
 
-    async def infer(self, tensors: Tensors) -> Tensors:
-        """Compute one request's outputs through the batcher."""
+    async def infer(self, tensors: Tensors, level: int = 0, deadline: float | None = None) -> Tensors:
+        """Compute one request's outputs through the batcher (`level` from `scheduling.level`)."""
         if self.max_batch_size > 0:
-            return await self.batcher.submit(tensors, v2batch.rows_of(tensors), v2batch.batch_key(tensors))
-        return await self.batcher.submit(tensors)
+            rows, key = v2batch.rows_of(tensors), v2batch.batch_key(tensors)
+            return await self.batcher.submit(tensors, rows, key, priority=level, deadline=deadline)
+        return await self.batcher.submit(tensors, priority=level, deadline=deadline)
 
     def _run(self, items: list[Tensors]) -> list[Tensors]:
         if self.max_batch_size <= 0:

@@ -1,4 +1,4 @@
-"""GreedyPolicy: which queued items the next batch takes."""
+"""Batch policies: which queued items the next batch takes, and when a policy waits."""
 
 from __future__ import annotations
 
@@ -7,80 +7,119 @@ from dataclasses import dataclass
 
 import pytest
 
-from fleetserve.batching.policy import GreedyPolicy
+from fleetserve.batching.latency import LatencyModel
+from fleetserve.batching.policy import (
+    AdaptivePolicy,
+    FixedWindowPolicy,
+    Limits,
+    NoBatchingPolicy,
+    compatible,
+    policy_named,
+)
 
 
 @dataclass
 class Item:
     size: int = 1
     key: Hashable = None
-    cancelled: bool = False
+    enqueued: float = 0.0
+    deadline: float | None = None
 
 
-def take(items: list[Item], max_batch_size: int) -> list[int]:
-    return GreedyPolicy().take(items, max_batch_size)
+def model(per_row: float, fixed: float) -> LatencyModel:
+    lm = LatencyModel(warmup=2)
+    for n in (1, 2, 4, 8, 16):
+        lm.observe(n, per_row * n + fixed)
+    return lm
+
+
+FLAT = model(0.001, 0.001)  # 1 ms per row + 1 ms
 
 
 def test_empty_queue_takes_nothing() -> None:
-    assert take([], 8) == []
+    assert compatible([], Limits(8)) == []
+    assert AdaptivePolicy().choose([], Limits(8), 0.0, FLAT).take == []
 
 
 def test_takes_everything_that_fits_in_queue_order() -> None:
-    assert take([Item(1), Item(3), Item(2)], 8) == [0, 1, 2]
+    assert compatible([Item(1), Item(3), Item(2)], Limits(8)) == [0, 1, 2]
 
 
 def test_stops_at_max_batch_size_rows() -> None:
-    # 1 + 3 + 2 = 6 rows fit in 6; the fourth item starts the next batch
-    assert take([Item(1), Item(3), Item(2), Item(1)], 6) == [0, 1, 2]
+    assert compatible([Item(1), Item(3), Item(2), Item(1)], Limits(6)) == [0, 1, 2]
 
 
 def test_a_request_is_never_split_across_batches() -> None:
-    # 3 + 2 = 5 > 4: the 2-row item waits whole for the next batch
-    items = [Item(3), Item(2), Item(1)]
-    assert take(items, 4) == [0]
-
-
-def test_successive_batches_never_exceed_the_limit() -> None:
-    queue = [Item(s) for s in (1, 3, 2, 4, 1, 1, 2)]
-    batches = []
-    while queue:
-        chosen = take(queue, 4)
-        assert chosen
-        batches.append([queue[i].size for i in chosen])
-        queue = [q for i, q in enumerate(queue) if i not in chosen]
-    assert batches == [[1, 3], [2], [4], [1, 1, 2]]
-    assert all(sum(b) <= 4 for b in batches)
-
-
-def test_oversized_head_item_goes_alone() -> None:
-    assert take([Item(10), Item(1)], 4) == [0]
+    # 3 + 2 = 5 > 4: the 2-row item waits whole for the next batch (and keeps its place)
+    assert compatible([Item(3), Item(2), Item(1)], Limits(4)) == [0]
 
 
 def test_keys_separate_incompatible_items() -> None:
-    items = [Item(1, "a"), Item(1, "b"), Item(2, "a"), Item(1, "b")]
-    assert take(items, 8) == [0, 2]
-    assert take(items[1:], 8) == [0, 2]
+    items = [Item(1, "a"), Item(1, "b"), Item(1, "a"), Item(1, "b")]
+    assert compatible(items, Limits(8)) == [0, 2]
 
 
-def test_head_key_decides() -> None:
-    items = [Item(1, (3, 224)), Item(1, (3, 112)), Item(1, (3, 224))]
-    assert take(items, 8) == [0, 2]
+def test_no_merging_when_max_batch_size_is_zero() -> None:
+    assert compatible([Item(1), Item(1)], Limits(0)) == [0]
 
 
-def test_cancelled_items_are_skipped() -> None:
-    items = [Item(1, cancelled=True), Item(2), Item(2, cancelled=True), Item(1)]
-    assert take(items, 8) == [1, 3]
+def test_adaptive_without_deadlines_takes_the_largest_batch() -> None:
+    items = [Item(1) for _ in range(10)]
+    assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == list(range(8))
 
 
-def test_cancelled_items_do_not_count_towards_rows() -> None:
-    items = [Item(2), Item(4, cancelled=True), Item(2)]
-    assert take(items, 4) == [0, 2]
+def test_adaptive_shrinks_the_batch_to_meet_the_oldest_deadline() -> None:
+    # predicted: 1 ms per row + 1 ms; the head must be answered within 5.5 ms
+    items = [Item(1, deadline=0.0055)] + [Item(1) for _ in range(9)]
+    assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == [0, 1, 2, 3]  # 4 rows: 5 ms
 
 
-def test_only_cancelled_items_take_nothing() -> None:
-    assert take([Item(cancelled=True), Item(cancelled=True)], 8) == []
+def test_adaptive_uses_the_earliest_deadline_in_the_batch() -> None:
+    items = [Item(1), Item(1), Item(1, deadline=0.0035), Item(1)]
+    # with 3 rows predicted 4 ms > 3.5 ms: cut to 2 rows (3 ms), which drops the tight item
+    assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == [0, 1]
 
 
-@pytest.mark.parametrize("max_batch_size", [0, 1])
-def test_no_batching_takes_one_item(max_batch_size: int) -> None:
-    assert take([Item(1), Item(1), Item(1)], max_batch_size) == [0]
+def test_adaptive_always_takes_the_head() -> None:
+    items = [Item(1, deadline=0.0001), Item(1)]
+    assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == [0]
+
+
+def test_adaptive_in_warm_up_ignores_deadlines() -> None:
+    items = [Item(1, deadline=0.0001), Item(1)]
+    assert AdaptivePolicy().choose(items, Limits(8), 0.0, LatencyModel()).take == [0, 1]
+
+
+def test_adaptive_prefers_a_preferred_batch_size() -> None:
+    items = [Item(1) for _ in range(7)]
+    assert AdaptivePolicy().choose(items, Limits(8, preferred=(2, 4)), 0.0, FLAT).take == [0, 1, 2, 3]
+
+
+def test_window_waits_until_due_then_dispatches() -> None:
+    policy = FixedWindowPolicy(0.005)
+    items = [Item(1, enqueued=1.0), Item(1, enqueued=1.001)]
+    early = policy.choose(items, Limits(8), 1.002, FLAT)
+    assert early.take == [] and early.wait_until == pytest.approx(1.005)
+    assert policy.choose(items, Limits(8), 1.005, FLAT).take == [0, 1]
+
+
+def test_window_dispatches_at_once_when_full() -> None:
+    items = [Item(4, enqueued=1.0), Item(4, enqueued=1.0)]
+    assert FixedWindowPolicy(0.005).choose(items, Limits(8), 1.0, FLAT).take == [0, 1]
+
+
+def test_window_dispatches_at_the_largest_preferred_size() -> None:
+    items = [Item(1, enqueued=1.0) for _ in range(4)]
+    assert FixedWindowPolicy(0.005).choose(items, Limits(8, preferred=(4,)), 1.0, FLAT).take == [0, 1, 2, 3]
+
+
+def test_no_batching_takes_one_item() -> None:
+    assert NoBatchingPolicy().choose([Item(1), Item(1)], Limits(8), 0.0, FLAT).take == [0]
+
+
+def test_policy_named() -> None:
+    assert isinstance(policy_named("", 0.001), AdaptivePolicy)
+    assert isinstance(policy_named("window", 0.001), FixedWindowPolicy)
+    assert isinstance(policy_named("none", 0.001), NoBatchingPolicy)
+    with pytest.raises(ValueError, match="adaptive, window, none"):
+        policy_named("fifo", 0.001)
