@@ -154,8 +154,12 @@ class Batcher(Generic[T, R]):
         if wait is None or compute is None:
             return  # warm-up: nothing to predict with
         now = self._clock.monotonic()
+        if now >= deadline:
+            raise Rejected(
+                "deadline", f"the deadline passed {(now - deadline) * 1e3:.1f} ms before queueing", wait
+            )
         if now + wait + compute > deadline:
-            budget = max(0.0, deadline - now) * 1e3
+            budget = (deadline - now) * 1e3
             raise Rejected(
                 "deadline",
                 f"the deadline cannot be met: {budget:.1f} ms left, predicted "
