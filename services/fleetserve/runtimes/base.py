@@ -7,14 +7,11 @@ from typing import Protocol
 
 import numpy as np
 
+from fleetserve.protocol.types import TensorMetadata
 
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """A tensor as the model file declares it: v2 datatype, full shape (-1 = variable)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
+# A tensor as the model declares it: name, v2 datatype, full shape (-1 = variable); the same
+# record the v2 metadata answers with.
+TensorSpec = TensorMetadata
 
 
 @dataclass(frozen=True, slots=True)
