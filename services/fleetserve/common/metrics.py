@@ -81,6 +81,12 @@ class GatewayMetrics:
             ["model", "version", "reason"],
             registry=r,
         )
+        self.batch_latency = Gauge(
+            "fleetserve_batch_latency_seconds",
+            "The fitted latency model of batches: seconds = per_row * rows + fixed",
+            ["model", "version", "term"],
+            registry=r,
+        )
         self.model_ready = Gauge(
             "fleetserve_model_ready", "1 when the version serves", ["model", "version"], registry=r
         )

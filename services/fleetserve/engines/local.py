@@ -53,14 +53,18 @@ def _batch_recorder(metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
                 metrics.queue_duration.labels(*key),
                 metrics.compute_duration.labels(*key),
                 metrics.queue_depth.labels(*key),
+                metrics.batch_latency.labels(*key, "per_row"),
+                metrics.batch_latency.labels(*key, "fixed"),
             )
             children[key] = found
-        batch, queue, compute, depth = found
+        batch, queue, compute, depth, per_row, fixed = found
         batch.observe(report.rows)
         for q in report.queue_seconds:
             queue.observe(q)
         compute.observe(report.compute_seconds)
         depth.set(sv.batcher.depth)
+        per_row.set(sv.batcher.latency.a)
+        fixed.set(sv.batcher.latency.b)
 
     return record
 

@@ -86,20 +86,27 @@ class ServedVersion:
         if self._on_batch is not None:
             self._on_batch(self, report)
 
-    def warm_up(self, runs: int = 5) -> None:
+    def warm_up(self, runs: int = 3) -> None:
         """Run batches of zeros so the first request pays no lazy initialisation, and seed the
-        latency model with what a batch of one costs."""
-        tensors: Tensors = {}
-        for spec in self.inputs:
-            if spec.datatype == "BYTES":
-                return  # no generic zero value for strings
-            shape = tuple(1 if d < 0 else d for d in spec.shape)
-            tensors[spec.name] = np.zeros(shape, dtype=datatypes.BY_NAME[spec.datatype].dtype)
-        self.runtime.infer(tensors)
-        for _ in range(runs):
-            started = time.perf_counter()
+        latency model at two batch sizes (1 and up to 8 rows), enough to fit a * rows + b."""
+        sizes = [1]
+        if self.max_batch_size > 1 and self.scheduling.batching:
+            sizes.append(min(self.max_batch_size, 8))
+        for rows in sizes:
+            tensors: Tensors = {}
+            for spec in self.inputs:
+                if spec.datatype == "BYTES":
+                    return  # no generic zero value for strings
+                shape = tuple(
+                    rows if i == 0 and self.max_batch_size > 0 else (1 if d < 0 else d)
+                    for i, d in enumerate(spec.shape)
+                )
+                tensors[spec.name] = np.zeros(shape, dtype=datatypes.BY_NAME[spec.datatype].dtype)
             self.runtime.infer(tensors)
-            self.batcher.latency.observe(1, time.perf_counter() - started)
+            for _ in range(runs):
+                started = time.perf_counter()
+                self.runtime.infer(tensors)
+                self.batcher.latency.observe(rows, time.perf_counter() - started)
 
     async def close(self) -> None:
         """Drain in-flight requests, then release the runtime."""
