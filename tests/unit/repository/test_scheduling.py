@@ -60,7 +60,8 @@ def test_request_timeout_overrides_the_queue_timeout_only_when_allowed() -> None
     strict = rules("dynamic_batching { default_queue_policy { default_timeout_microseconds: 10000 } }")
     assert strict.deadline(0.0, 0.5, None) == pytest.approx(0.010)
     lenient = rules(
-        "dynamic_batching { default_queue_policy { default_timeout_microseconds: 10000 allow_timeout_override: true } }"
+        "dynamic_batching { default_queue_policy {"
+        " default_timeout_microseconds: 10000 allow_timeout_override: true } }"
     )
     assert lenient.deadline(0.0, 0.5, None) == pytest.approx(0.5)
 
