@@ -87,6 +87,25 @@ class GatewayMetrics:
             ["model", "version", "term"],
             registry=r,
         )
+        self.route_weight = Gauge(
+            "fleetserve_route_weight",
+            "Percent of traffic the rollout plan routes",
+            ["model", "version", "route"],
+            registry=r,
+        )
+        self.shadow_compared = Counter(
+            "fleetserve_shadow_compared_total",
+            "Shadow answers compared with the primary's, per row",
+            ["model", "version", "agree"],
+            registry=r,
+        )
+        self.shadow_abs_diff = Histogram(
+            "fleetserve_shadow_abs_diff",
+            "Mean absolute difference between a shadow's outputs and the primary's",
+            ["model", "version"],
+            buckets=(1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.model_ready = Gauge(
             "fleetserve_model_ready", "1 when the version serves", ["model", "version"], registry=r
         )

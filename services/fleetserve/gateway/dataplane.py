@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetserve import __version__
 from fleetserve.batching.batcher import BatcherClosed, Rejected
@@ -29,6 +29,10 @@ from fleetserve.wire import model_config_pb2 as mc
 
 from . import outputs, validation
 from .errors import CODE_LABEL
+from .shadow import ShadowRunner
+
+if TYPE_CHECKING:
+    from fleetserve.rollout.router import Router
 
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics")
 
@@ -43,6 +47,7 @@ class DataPlane:
         *,
         admin_token: str | None = None,
         control_mode: str = "poll",
+        router: Router | None = None,
     ) -> None:
         self.manager = manager
         self.metrics = metrics
@@ -51,6 +56,10 @@ class DataPlane:
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._inflight: dict[str, Any] = {}
         self._rejected: dict[tuple[str, str, str], Any] = {}
+        self.router = router
+        self.shadows = ShadowRunner(metrics)
+        self._weights_seen: dict[str, int] = {}
+        self._weights_set: dict[str, list[tuple[str, str, str]]] = {}
         self._live = True
 
     # --- health and metadata ---
@@ -159,18 +168,67 @@ class DataPlane:
 
     # --- inference ---
 
+    def _route(self, request: InferRequest) -> tuple[ServedVersion, str, tuple[int, ...]]:
+        """The version that serves a request: explicit, else the rollout plan, else the highest."""
+        name = request.model_name
+        if self.router is None or request.model_version:
+            route = "explicit" if request.model_version else "production"
+            return self.manager.resolve(name, request.model_version), route, ()
+        key = request.route_key or request.parameters.get("route_key")
+        chosen = self.router.route(
+            name, "", str(key) if key is not None else None, self.manager.serving_numbers(name)
+        )
+        served = self.manager.resolve(name, "" if chosen.version is None else str(chosen.version))
+        self._publish_weights(name)
+        return served, chosen.route, chosen.shadows
+
+    def _publish_weights(self, name: str) -> None:
+        plan = self.router.store.get(name) if self.router is not None else None
+        revision = plan.revision if plan is not None else -1
+        if self._weights_seen.get(name) == revision:
+            return
+        self._weights_seen[name] = revision
+        gauge = self.metrics.route_weight
+        for labels in self._weights_set.pop(name, []):
+            gauge.remove(*labels)
+        rows: list[tuple[str, str, str]] = []
+        if plan is not None:
+            weight = plan.canary_weight if plan.canary is not None else 0.0
+            if plan.production is not None:
+                rows.append((name, str(plan.production), "production"))
+                gauge.labels(*rows[-1]).set(100.0 - weight)
+            if plan.canary is not None:
+                rows.append((name, str(plan.canary), "canary"))
+                gauge.labels(*rows[-1]).set(weight)
+            for v in plan.shadows:
+                rows.append((name, str(v), "shadow"))
+                gauge.labels(*rows[-1]).set(100.0)
+        self._weights_set[name] = rows
+
     async def infer(self, request: InferRequest, protocol: str) -> InferResponse:
         """Validate, route, compute and build the response of one inference request."""
         started = time.perf_counter()
-        served = self.manager.resolve(request.model_name, request.model_version)
-        route = "explicit" if request.model_version else "production"
+        served, route, shadow_versions = self._route(request)
         code: ErrorCode | None = None
         inflight = self._inflight.get(protocol)
         if inflight is None:
             inflight = self._inflight[protocol] = self.metrics.inflight.labels(protocol)
         inflight.inc()
         try:
-            response = await self._infer(served, request, started)
+            try:
+                response, tensors, computed = await self._infer(served, request, started)
+            except BatcherClosed:
+                # the version was retired between routing and queueing: route again, once
+                served, route, shadow_versions = self._route(request)
+                response, tensors, computed = await self._infer(served, request, started)
+            if shadow_versions:
+                shadows = [self.manager.resolve(served.name, str(v)) for v in shadow_versions]
+                self.shadows.schedule(shadows, tensors, computed, protocol)
+        except BatcherClosed:
+            code = ErrorCode.UNAVAILABLE
+            raise FleetError(
+                code, f"model '{served.name}' version {served.version} is unloading", retry_after_s=1.0
+            ) from None
         except FleetError as exc:
             code = exc.code
             raise
@@ -188,7 +246,9 @@ class DataPlane:
             histogram.observe(elapsed)
         return response
 
-    async def _infer(self, served: ServedVersion, request: InferRequest, arrival: float) -> InferResponse:
+    async def _infer(
+        self, served: ServedVersion, request: InferRequest, arrival: float
+    ) -> tuple[InferResponse, dict[str, Any], dict[str, Any]]:
         tensors = validation.model_inputs(served, request)
         sched = served.scheduling
         level = sched.level(validation.priority(request.parameters))
@@ -202,19 +262,14 @@ class DataPlane:
             raise FleetError(
                 code, f"model '{served.name}' version {served.version}: {exc}", retry_after_s=retry
             ) from None
-        except BatcherClosed:
-            raise FleetError(
-                ErrorCode.UNAVAILABLE,
-                f"model '{served.name}' version {served.version} is unloading",
-                retry_after_s=1.0,
-            ) from None
-        return InferResponse(
+        response = InferResponse(
             model_name=served.name,
             model_version=served.version_str,
             id=request.id,
             outputs=outputs.select(served, request, computed),
             parameters={"request_id": request.request_id},
         )
+        return response, tensors, computed
 
     def _rejections(self, served: ServedVersion, reason: str) -> Any:
         key = (served.name, served.version_str, reason)

@@ -33,6 +33,17 @@ def _metadata(context: aio.ServicerContext, key: str) -> str | None:
     return None
 
 
+def _infer_metadata(context: aio.ServicerContext) -> tuple[str | None, str | None]:
+    """The request id and the rollout's sticky key, in one pass over the metadata."""
+    rid = key = None
+    for k, v in context.invocation_metadata() or ():
+        if k == "x-request-id":
+            rid = v if isinstance(v, str) else v.decode("latin-1")
+        elif k == "x-fleetserve-route-key":
+            key = v if isinstance(v, str) else v.decode("latin-1")
+    return rid, key
+
+
 def _bearer(context: aio.ServicerContext) -> str | None:
     value = _metadata(context, "authorization") or ""
     return value[7:].strip() if value[:7].lower() == "bearer " else None
@@ -106,9 +117,11 @@ class InferenceServicer:
         return pb.RepositoryModelUnloadResponse()
 
     async def ModelInfer(self, req: pb.ModelInferRequest, ctx: aio.ServicerContext) -> pb.ModelInferResponse:
-        rid = request_id(_metadata(ctx, "x-request-id"))
+        given_id, route_key = _infer_metadata(ctx)
+        rid = request_id(given_id)
         ctx.set_trailing_metadata((("x-request-id", rid),))
         request = grpc_codec.decode_infer_request(req, rid)
+        request.route_key = route_key
         remaining = ctx.time_remaining()
         if remaining is not None:
             request.deadline = time.perf_counter() + remaining  # the gRPC deadline, on the data plane's clock

@@ -99,6 +99,9 @@ class RestApp:
             hlen = headers.get(b"inference-header-content-length")
             header_length = _int_header(hlen, "Inference-Header-Content-Length") if hlen is not None else None
             request = rest_codec.decode_infer_request(body, header_length, name, version, rid)
+            route_key = headers.get(b"x-fleetserve-route-key")
+            if route_key is not None:
+                request.route_key = route_key.decode("latin-1")
             response = await self.dp.infer(request, "rest")
             payload, json_length = rest_codec.encode_infer_response(response)
             extra = [(b"inference-header-content-length", str(json_length).encode())] if json_length else []

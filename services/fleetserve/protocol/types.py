@@ -48,6 +48,7 @@ class InferRequest:
     request_id: str = ""
     binary_output: bool = False
     deadline: float | None = None  # monotonic time by which the answer is due, if any
+    route_key: str | None = None  # sticky key of the rollout (header / metadata)
 
 
 @dataclass(slots=True)

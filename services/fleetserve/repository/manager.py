@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,8 +63,20 @@ def _fingerprint(path: Path) -> Fingerprint:
     return tuple(rows)
 
 
+# Files in a model folder that are not the model's configuration: changing them reloads nothing.
+_NOT_CONFIG = ("rollout.json",)
+
+
 def _model_fingerprint(model_dir: Path) -> Fingerprint:
-    files = [f for f in model_dir.iterdir() if f.is_file()] if model_dir.is_dir() else []
+    files = (
+        [
+            f
+            for f in model_dir.iterdir()
+            if f.is_file() and f.name not in _NOT_CONFIG and not f.name.startswith(".")
+        ]
+        if model_dir.is_dir()
+        else []
+    )
     return tuple(row for f in sorted(files) for row in _fingerprint(f))
 
 
@@ -80,6 +92,7 @@ class ModelManager:
         on_batch: Callable[[ServedVersion, BatchReport], None] | None = None,
         on_ready: Callable[[str, str, bool], None] | None = None,
         inline_below_s: float = 0.0,
+        pinned: Callable[[str], set[int]] | None = None,
     ) -> None:
         self.repository = repository
         self._options = options
@@ -87,6 +100,7 @@ class ModelManager:
         self._on_batch = on_batch
         self._on_ready = on_ready
         self._inline_below_s = inline_below_s
+        self._pinned = pinned
         self._models: dict[str, ModelEntry] = {}
         self._lock = asyncio.Lock()
         self._draining: set[asyncio.Task[None]] = set()
@@ -119,6 +133,11 @@ class ModelManager:
             )
         served = ", ".join(str(v) for v in sorted(serving)) or "none"
         raise FleetError(ErrorCode.NOT_FOUND, f"model '{name}' has no version {number} (serving: {served})")
+
+    def serving_numbers(self, name: str) -> Collection[int]:
+        """The serving version numbers of a model (a live view; cheap)."""
+        entry = self._models.get(name)
+        return entry.serving.keys() if entry is not None else ()
 
     def served_versions(self, name: str) -> list[ServedVersion]:
         """The serving versions of a model, ascending."""
@@ -243,6 +262,9 @@ class ModelManager:
             config = read_config(model_dir)
             available = policy.version_folders(model_dir)
             wanted = policy.select(config.version_policy if config else mc.ModelVersionPolicy(), available)
+            if self._pinned is not None:
+                # versions the rollout plan routes to stay loaded whatever the version policy says
+                wanted = sorted(set(wanted) | (self._pinned(entry.name) & set(available)))
         except (ConfigError, OSError) as exc:
             entry.error = self._public(str(exc))
             entry.config_fingerprint = config_fp
