@@ -9,10 +9,27 @@ EXTRAS := cpu,torch,dev
 # reports line by line: those lines are dropped; anything else, and pip's exit status, is kept.
 pip_install = $(PY) -m pip install -q $(1) 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: run test bench proto lint setup clean-venv
+.PHONY: run test bench bench-batching proto lint setup system-deps clean-venv
 
 ## setup: the virtual environment with fleetserve and everything its tests need
-setup: $(STAMP)
+setup: system-deps $(STAMP)
+
+# Debian packages, installed when their program is missing (apt-get update first). A policy-rc.d
+# that answers 101 keeps apt from starting them as system services: fleetserve and the tests
+# start their own, on their own ports.
+SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus nginx:nginx
+system-deps:
+	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
+	  prog=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$prog >/dev/null 2>&1 || test -x /usr/sbin/$$prog || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "== missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 0; fi; \
+	  echo "== installing Debian packages:$$missing"; \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status; \
+	fi
 
 # torch goes first, pinned: the CPU build from local disk (an unpinned torch pulls a multi-GB CUDA build).
 $(STAMP): pyproject.toml
@@ -33,9 +50,14 @@ run: setup
 test: setup
 	$(PY) -m pytest -q
 
-## bench: the benchmarks (served vs raw onnxruntime), not part of the suite
+## bench: the benchmarks (served vs raw onnxruntime; batch policies), not part of the suite
 bench: setup
 	$(PY) -m loadtests.bench
+	$(PY) -m loadtests.batching
+
+## bench-batching: the batch policies under closed- and open-loop load (loadtests/batching.py)
+bench-batching: setup
+	$(PY) -m loadtests.batching
 
 ## proto: regenerate services/fleetserve/wire from proto/
 proto: setup

@@ -31,6 +31,42 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _rollout_parser(sub: Any) -> None:
+    p = sub.add_parser("rollout", help="the rollout controller (serve) and its commands")
+    rsub = p.add_subparsers(dest="rollout_command", required=True)
+    serve = rsub.add_parser("serve", help="run the rollout controller (HTTP API and /metrics)")
+    serve.add_argument("--model-repository", type=Path)
+    serve.add_argument("--prometheus-url")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--host")
+    serve.add_argument("--redis-url")
+    serve.add_argument("--log-level", default="info")
+    for name, text in (
+        ("status", "a model's plan, versions and automated run (no MODEL: every model with a plan)"),
+        ("stage", "shadow VERSION"),
+        ("canary", "make VERSION the canary at --weight percent"),
+        ("promote", "make VERSION (default: the canary) production"),
+        ("rollback", "take the canary and shadows (or VERSION) out of traffic"),
+        ("auto", "shadow, canary steps and promote VERSION while guardrails hold"),
+    ):
+        c = rsub.add_parser(name, help=text)
+        c.add_argument("model", nargs="?" if name == "status" else None)
+        needs_version = name in ("stage", "canary", "auto")
+        c.add_argument("version", type=int, nargs=None if needs_version else "?")
+        c.add_argument("--controller")
+        if name == "canary":
+            c.add_argument("--weight", type=float, required=True)
+        if name in ("stage", "canary", "promote", "rollback"):
+            c.add_argument("--reason")
+        if name == "auto":
+            c.add_argument("--steps")
+            c.add_argument("--shadow-requests", type=int)
+            c.add_argument("--dwell-s", type=float)
+            c.add_argument("--poll-s", type=float)
+            c.add_argument("--timeout-s", type=float)
+            c.add_argument("--wait", action="store_true", help="follow the run; exit 0 only when promoted")
+
+
 def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
@@ -79,6 +115,53 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout(args: argparse.Namespace) -> int:
+    from fleetserve.rollout import client
+    from fleetserve.rollout.settings import RolloutSettings
+
+    names = ("model_repository", "prometheus_url", "port", "host", "redis_url", "controller")
+    settings = RolloutSettings(**_given(args, *names))
+    cmd = args.rollout_command
+    if cmd == "serve":
+        from fleetserve.engines.ports import PortTaken
+        from fleetserve.rollout.service import serve
+
+        if not settings.model_repository.is_dir():
+            print(
+                f"fleetserve: model repository {settings.model_repository} is not a folder", file=sys.stderr
+            )
+            return 2
+        try:
+            serve(
+                settings.model_repository,
+                settings.prometheus_url,
+                settings.port,
+                settings.host,
+                settings.redis_url,
+                settings.token(),
+                settings.guardrails,
+                settings.auto,
+            )
+        except PortTaken as exc:
+            print(f"fleetserve: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if cmd == "status":
+        return client.status(settings.controller, args.model)
+    if cmd == "auto":
+        try:
+            steps = client.parse_steps(args.steps) if args.steps else None
+        except ValueError as exc:
+            print(f"fleetserve: {exc}", file=sys.stderr)
+            return 2
+        options = {"steps": steps, **_given(args, "shadow_requests", "dwell_s", "poll_s", "timeout_s")}
+        return client.auto(
+            settings.controller, settings.token(), args.model, args.version, options, args.wait
+        )
+    body = {"version": args.version, "weight": getattr(args, "weight", None), "reason": args.reason}
+    return client.command(settings.controller, settings.token(), args.model, cmd, body)
+
+
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     import runpy
 
@@ -93,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _train_parser(sub)
+    _rollout_parser(sub)
     sub.add_parser("bench", help="run loadtests/bench.py (arguments pass through)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
@@ -105,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return _serve(args)
+    if args.command == "rollout":
+        return _rollout(args)
     return _train(args)
 
 

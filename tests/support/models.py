@@ -94,3 +94,48 @@ def torchscript_model(repo: Path, name: str = "ts_scale", datatype: str = "FP32"
         f'output [ {{ name: "OUTPUT__0" data_type: {config_type} dims: [ 4 ] }} ]\n'
     )
     return name
+
+
+def failing_model(repo: Path, name: str, version: int) -> None:
+    """A version of x FP32 [-1, 4] -> y that fails at run time for inputs >= 4: y = table[int(x)]."""
+    table = helper.make_tensor("table", TensorProto.FLOAT, [4], [0.0, 1.0, 2.0, 3.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["idx"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["table", "idx"], ["y"]),
+        ],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [table],
+    )
+    _save(graph, repo / name / str(version) / "model.onnx")
+
+
+def slow_model(repo: Path, name: str, version: int, layers: int = 16, width: int = 512) -> None:
+    """A version of x FP32 [-1, 4] -> y = 2x that first burns `layers` width x width matmuls."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Tile", ["x", "reps"], ["h0"])]
+    inits = [helper.make_tensor("reps", TensorProto.INT64, [2], [1, width // 4])]
+    for i in range(layers):
+        w = (rng.standard_normal((width, width)) / width).astype("float32")
+        inits.append(helper.make_tensor(f"w{i}", TensorProto.FLOAT, [width, width], w.tobytes(), raw=True))
+        nodes.append(helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"h{i + 1}"]))
+    inits.append(helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]))
+    inits.append(helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]))
+    nodes += [
+        helper.make_node("ReduceSum", [f"h{layers}"], ["s"], keepdims=1),
+        helper.make_node("Mul", ["s", "zero"], ["z"]),
+        helper.make_node("Mul", ["x", "two"], ["x2"]),
+        helper.make_node("Add", ["x2", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    _save(graph, repo / name / str(version) / "model.onnx")

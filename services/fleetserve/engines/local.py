@@ -25,6 +25,8 @@ from fleetserve.gateway.grpc import SERVICE, InferenceServicer, generic_handler
 from fleetserve.gateway.rest import RestApp
 from fleetserve.repository.manager import ModelManager
 from fleetserve.repository.version import ServedVersion
+from fleetserve.rollout.router import Router
+from fleetserve.rollout.stores import plan_store
 from fleetserve.runtimes.base import RuntimeOptions
 
 from .ports import PortTaken, bind, check_free
@@ -80,6 +82,7 @@ class LocalServer:
             inter_op_threads=settings.inter_op_threads,
             torch_threads=settings.torch_threads,
         )
+        self.plans = plan_store(settings.redis_url, settings.model_repository)
         self.manager = ModelManager(
             settings.model_repository,
             options,
@@ -87,13 +90,22 @@ class LocalServer:
             on_batch=_batch_recorder(self.metrics),
             on_ready=lambda m, v, ok: self.metrics.model_ready.labels(m, v).set(1 if ok else 0),
             inline_below_s=settings.inline_compute_us / 1e6,
+            pinned=self._plan_versions,
         )
         self.dataplane = DataPlane(
-            self.manager, self.metrics, admin_token=settings.token(), control_mode=settings.model_control_mode
+            self.manager,
+            self.metrics,
+            admin_token=settings.token(),
+            control_mode=settings.model_control_mode,
+            router=Router(self.plans),
         )
         self._stop = asyncio.Event()
         self.ports: BoundPorts | None = None
         self.started = asyncio.Event()
+
+    def _plan_versions(self, model: str) -> set[int]:
+        plan = self.plans.get(model)
+        return plan.versions() if plan is not None else set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -128,6 +140,7 @@ class LocalServer:
             metrics_port = httpd.server_port
         else:
             httpd = None
+        await self.plans.start()  # plans first: the versions they route to must load too
         await self.manager.start(s.model_control_mode, s.load_model)
         # What start-up created lives as long as the process: keep it out of the collector's
         # generations, so that a collection during serving walks only request garbage.
@@ -164,7 +177,9 @@ class LocalServer:
             await grpc_server.stop(grace=5)
             await asyncio.gather(rest_task, return_exceptions=True)
             stop_task.cancel()
+            await self.dataplane.shadows.drain()
             await self.manager.stop()
+            await self.plans.stop()
             if httpd is not None:
                 httpd.shutdown()
                 httpd.server_close()

@@ -26,7 +26,7 @@ class RolloutPlan(BaseModel):
     model: str
     production: int | None = None  # None: the highest serving version
     canary: int | None = None
-    canary_weight: float = Field(0.0, ge=0.0, le=100.0)  # percent of keyed / random traffic
+    canary_weight: float = Field(default=0.0, ge=0.0, le=100.0)  # percent of keyed / random traffic
     shadows: list[int] = Field(default_factory=list)
     revision: int = 0  # bumped by every change; replicas apply the highest they have seen
     updated_at: float = 0.0  # unix seconds
