@@ -97,17 +97,25 @@ def torchscript_model(repo: Path, name: str = "ts_scale", datatype: str = "FP32"
 
 
 def failing_model(repo: Path, name: str, version: int) -> None:
-    """A version of x FP32 [-1, 4] -> y that fails at run time for inputs >= 4: y = table[int(x)]."""
-    table = helper.make_tensor("table", TensorProto.FLOAT, [4], [0.0, 1.0, 2.0, 3.0])
+    """A version of x FP32 [-1, 4] -> y = 2x that fails at run time for inputs >= 4 (it looks the
+    inputs up in a table of four first)."""
+    inits = [
+        helper.make_tensor("table", TensorProto.FLOAT, [4], [0.0, 1.0, 2.0, 3.0]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
+    ]
     graph = helper.make_graph(
         [
             helper.make_node("Cast", ["x"], ["idx"], to=TensorProto.INT64),
-            helper.make_node("Gather", ["table", "idx"], ["y"]),
+            helper.make_node("Gather", ["table", "idx"], ["looked_up"]),
+            helper.make_node("Mul", ["looked_up", "zero"], ["nothing"]),
+            helper.make_node("Mul", ["x", "two"], ["x2"]),
+            helper.make_node("Add", ["x2", "nothing"], ["y"]),
         ],
         name,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
-        [table],
+        inits,
     )
     _save(graph, repo / name / str(version) / "model.onnx")
 
@@ -137,5 +145,18 @@ def slow_model(repo: Path, name: str, version: int, layers: int = 16, width: int
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
         inits,
+    )
+    _save(graph, repo / name / str(version) / "model.onnx")
+
+
+def scaled_model(repo: Path, name: str, version: int, factor: float) -> None:
+    """A version of x FP32 [-1, 4] -> y = factor * x (a negative factor flips every top-1 class)."""
+    const = helper.make_tensor("factor", TensorProto.FLOAT, [], [factor])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "factor"], ["y"])],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [const],
     )
     _save(graph, repo / name / str(version) / "model.onnx")
