@@ -180,6 +180,7 @@ def test_auto_rolls_back_a_bad_candidate_with_the_reason(
 ) -> None:
     repo, url = cluster
     done = _rollout(url, "auto", "double", str(version), *AUTO, "--wait")
+    print(done.stdout)
     assert done.returncode != 0, done.stdout
     plan = _plan(repo)
     assert plan["production"] == 2 and plan["canary"] is None and version not in plan["shadows"]
