@@ -24,13 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66leetserve/wire/fleet.proto\x12\x0f\x66leetserve.wire\"\xbe\x01\n\x10PredictionRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nitem_index\x18\x03 \x01(\r\x12\x14\n\x0ctime_unix_ns\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\r\n\x05route\x18\x07 \x01(\t\x12\x17\n\x0flatency_seconds\x18\x08 \x01(\x01\x12\x11\n\troute_key\x18\t \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66leetserve/wire/fleet.proto\x12\x0f\x66leetserve.wire\"R\n\rTensorProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04mean\x18\x02 \x03(\x01\x12\x0b\n\x03std\x18\x03 \x03(\x01\x12\x0b\n\x03min\x18\x04 \x03(\x01\x12\x0b\n\x03max\x18\x05 \x03(\x01\"9\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05label\x18\x03 \x01(\t\"K\n\rSampledTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0b\n\x03raw\x18\x04 \x01(\x0c\"\x86\x03\n\x10PredictionRecord\x12\x16\n\x0eschema_version\x18\x0f \x01(\r\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nitem_index\x18\x03 \x01(\r\x12\x14\n\x0ctime_unix_ns\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\r\n\x05route\x18\x07 \x01(\t\x12\x17\n\x0flatency_seconds\x18\x08 \x01(\x01\x12\x11\n\troute_key\x18\t \x01(\t\x12\x10\n\x08protocol\x18\n \x01(\t\x12.\n\x06inputs\x18\x0b \x03(\x0b\x32\x1e.fleetserve.wire.TensorProfile\x12(\n\x03top\x18\x0c \x03(\x0b\x32\x1b.fleetserve.wire.ClassScore\x12\x12\n\nconfidence\x18\r \x01(\x02\x12.\n\x06sample\x18\x0e \x03(\x0b\x32\x1e.fleetserve.wire.SampledTensor\"\xba\x01\n\x0e\x46\x65\x65\x64\x62\x61\x63kRecord\x12\x16\n\x0eschema_version\x18\t \x01(\r\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nitem_index\x18\x03 \x01(\r\x12\r\n\x05label\x18\x04 \x01(\x05\x12\x14\n\x0ctime_unix_ns\x18\x05 \x01(\x03\x12\x10\n\x08replaced\x18\x06 \x01(\x08\x12\r\n\x05model\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fleetserve.wire.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTIONRECORD']._serialized_start=49
-  _globals['_PREDICTIONRECORD']._serialized_end=239
+  _globals['_TENSORPROFILE']._serialized_start=48
+  _globals['_TENSORPROFILE']._serialized_end=130
+  _globals['_CLASSSCORE']._serialized_start=132
+  _globals['_CLASSSCORE']._serialized_end=189
+  _globals['_SAMPLEDTENSOR']._serialized_start=191
+  _globals['_SAMPLEDTENSOR']._serialized_end=266
+  _globals['_PREDICTIONRECORD']._serialized_start=269
+  _globals['_PREDICTIONRECORD']._serialized_end=659
+  _globals['_FEEDBACKRECORD']._serialized_start=662
+  _globals['_FEEDBACKRECORD']._serialized_end=848
 # @@protoc_insertion_point(module_scope)
