@@ -170,6 +170,12 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _feedback_parser(sub: Any) -> None:
+    p = sub.add_parser("feedback", help="send ground-truth labels from a JSONL file to a gateway")
+    p.add_argument("file", type=Path, help='one {"request_id": ..., "label": ..., "index": 0} per line')
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fleetserve` console script."""
     parser = argparse.ArgumentParser(prog="fleetserve")
@@ -177,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     _train_parser(sub)
     _rollout_parser(sub)
+    _feedback_parser(sub)
     sub.add_parser("bench", help="run loadtests/bench.py (arguments pass through)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
@@ -191,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "rollout":
         return _rollout(args)
+    if args.command == "feedback":
+        from fleetserve.predlog.feedback_client import run
+
+        return run(args.file, args.url)
     return _train(args)
 
 

@@ -27,11 +27,12 @@ from fleetserve.repository.version import ServedVersion
 from fleetserve.wire import inference_pb2 as pb
 from fleetserve.wire import model_config_pb2 as mc
 
-from . import outputs, validation
+from . import feedback, outputs, validation
 from .errors import CODE_LABEL
 from .shadow import ShadowRunner
 
 if TYPE_CHECKING:
+    from fleetserve.predlog.log import PredictionLog
     from fleetserve.rollout.router import Router
 
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics")
@@ -48,6 +49,7 @@ class DataPlane:
         admin_token: str | None = None,
         control_mode: str = "poll",
         router: Router | None = None,
+        predlog: PredictionLog | None = None,
     ) -> None:
         self.manager = manager
         self.metrics = metrics
@@ -57,6 +59,7 @@ class DataPlane:
         self._inflight: dict[str, Any] = {}
         self._rejected: dict[tuple[str, str, str], Any] = {}
         self.router = router
+        self.predlog = predlog
         self.shadows = ShadowRunner(metrics)
         self._weights_seen: dict[str, int] = {}
         self._weights_set: dict[str, list[tuple[str, str, str]]] = {}
@@ -165,6 +168,21 @@ class DataPlane:
         self._authorize(token)
         self._check_control(parameters or {})
         await self.manager.unload(name)
+
+    # --- feedback ---
+
+    async def feedback(self, body: Any, token: str | None) -> feedback.FeedbackResult:
+        """Ground truth for logged predictions (control plane: the admin token when one is set)."""
+        self._authorize(token)
+        if self.predlog is None:
+            raise FleetError(ErrorCode.UNAVAILABLE, "prediction logging is off: feedback has nothing to join")
+        return await feedback.accept(feedback.parse(body), self.predlog, self._label_names)
+
+    def _label_names(self, model: str) -> list[str] | None:
+        for served in reversed(self.manager.served_versions(model)):
+            if served.labels is not None:
+                return served.labels
+        return None
 
     # --- inference ---
 

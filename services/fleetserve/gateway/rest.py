@@ -6,6 +6,7 @@ framework router) because the v2 path set is small and fixed and this sits on th
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -77,6 +78,12 @@ class RestApp:
             return await self._models(method, rest[1:], headers, receive, rid)
         elif rest[0] == "repository":
             return await self._repository(method, rest[1:], headers, receive)
+        elif rest == ["feedback"]:
+            _method(method, "POST")
+            result = await self.dp.feedback(
+                rest_codec.parse_json(await self._body(headers, receive)), _bearer(headers)
+            )
+            return _ok(dataclasses.asdict(result))
         raise FleetError(ErrorCode.NOT_FOUND, f"no route {scope['path']}")
 
     async def _models(

@@ -1,0 +1,1 @@
+"""The prediction log: records, sinks (Redis Streams; a local file sink), the Parquet writer."""
