@@ -20,6 +20,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--repository-poll-secs", type=float)
     p.add_argument("--load-model", action="append")
     p.add_argument("--engine", choices=["local", "ray"])
+    p.add_argument("--data-dir", type=Path)
     p.add_argument("--log-level", default="info")
 
 
@@ -88,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
             "repository_poll_secs",
             "load_model",
             "engine",
+            "data_dir",
         )
     )
     if settings.engine != "local":
@@ -176,6 +178,39 @@ def _feedback_parser(sub: Any) -> None:
     p.add_argument("--url", default="http://127.0.0.1:8000")
 
 
+def _drift_parser(sub: Any) -> None:
+    p = sub.add_parser("drift", help="run the drift / quality monitor (metrics on 8012)")
+    p.add_argument("--model-repository", type=Path)
+    p.add_argument("--redis-url")
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--host")
+    p.add_argument("--stream-start", help="stream id to start at: $ (new records, default) or 0 (all)")
+    p.add_argument("--log-level", default="info")
+
+
+def _predlog_parser(sub: Any) -> None:
+    p = sub.add_parser("predlog", help="run the predlog writer: streams -> Parquet (metrics on 8011)")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--redis-url")
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--host")
+    p.add_argument("--consumer", help="consumer name in the group; keep it across restarts")
+    p.add_argument("--log-level", default="info")
+
+
+def _predlog(args: argparse.Namespace) -> int:
+    from fleetserve.engines.ports import PortTaken
+    from fleetserve.predlog.settings import WriterSettings
+    from fleetserve.predlog.writer import serve
+
+    try:
+        serve(WriterSettings(**_given(args, "out", "redis_url", "metrics_port", "host", "consumer")))
+    except PortTaken as exc:
+        print(f"fleetserve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fleetserve` console script."""
     parser = argparse.ArgumentParser(prog="fleetserve")
@@ -184,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(sub)
     _rollout_parser(sub)
     _feedback_parser(sub)
+    _drift_parser(sub)
+    _predlog_parser(sub)
     sub.add_parser("bench", help="run loadtests/bench.py (arguments pass through)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
@@ -202,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         from fleetserve.predlog.feedback_client import run
 
         return run(args.file, args.url)
+    if args.command == "drift":
+        from fleetserve.drift.service import main as drift
+
+        return drift(_given(args, "model_repository", "redis_url", "metrics_port", "host", "stream_start"))
+    if args.command == "predlog":
+        return _predlog(args)
     return _train(args)
 
 

@@ -32,6 +32,7 @@ class ServerProcess:
         self.env = {**os.environ, "FLEETSERVE_INTRA_OP_THREADS": "1", **(env or {})}
         self.env.pop("FLEETSERVE_ADMIN_TOKEN", None) if "FLEETSERVE_ADMIN_TOKEN" not in (env or {}) else None
         self.log_path = log_path or repository.parent / f"server-{self.http_port}.log"
+        self.env.setdefault("FLEETSERVE_DATA_DIR", str(repository.parent / f"data-{self.http_port}"))
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
 

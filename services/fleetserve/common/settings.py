@@ -26,6 +26,8 @@ class ServeSettings(BaseSettings):
     load_model: Annotated[list[str], NoDecode] = Field(default_factory=list)
     engine: Literal["local", "ray"] = "local"
     admin_token: SecretStr | None = None
+    # where replicas keep local state: the prediction log's file sink and Redis spill
+    data_dir: Path = Path(".data")
     redis_url: str | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # onnxruntime threads per model instance; one keeps a replica to its core.

@@ -23,6 +23,7 @@ from fleetserve.common.settings import ServeSettings
 from fleetserve.gateway.dataplane import DataPlane
 from fleetserve.gateway.grpc import SERVICE, InferenceServicer, generic_handler
 from fleetserve.gateway.rest import RestApp
+from fleetserve.predlog.log import prediction_log
 from fleetserve.repository.manager import ModelManager
 from fleetserve.repository.version import ServedVersion
 from fleetserve.rollout.router import Router
@@ -92,12 +93,14 @@ class LocalServer:
             inline_below_s=settings.inline_compute_us / 1e6,
             pinned=self._plan_versions,
         )
+        self.predlog = prediction_log(settings.redis_url, settings.data_dir, self.metrics.registry)
         self.dataplane = DataPlane(
             self.manager,
             self.metrics,
             admin_token=settings.token(),
             control_mode=settings.model_control_mode,
             router=Router(self.plans),
+            predlog=self.predlog,
         )
         self._stop = asyncio.Event()
         self.ports: BoundPorts | None = None
@@ -141,6 +144,7 @@ class LocalServer:
         else:
             httpd = None
         await self.plans.start()  # plans first: the versions they route to must load too
+        await self.predlog.start()
         await self.manager.start(s.model_control_mode, s.load_model)
         # What start-up created lives as long as the process: keep it out of the collector's
         # generations, so that a collection during serving walks only request garbage.
@@ -180,6 +184,7 @@ class LocalServer:
             await self.dataplane.shadows.drain()
             await self.manager.stop()
             await self.plans.stop()
+            await self.predlog.stop()
             if httpd is not None:
                 httpd.shutdown()
                 httpd.server_close()

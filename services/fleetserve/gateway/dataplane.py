@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fleetserve import __version__
 from fleetserve.batching.batcher import BatcherClosed, Rejected
 from fleetserve.common.metrics import GatewayMetrics
+from fleetserve.predlog.entry import LogEntry
 from fleetserve.protocol.errors import ErrorCode, FleetError
 from fleetserve.protocol.types import (
     IndexEntry,
@@ -242,6 +243,8 @@ class DataPlane:
             if shadow_versions:
                 shadows = [self.manager.resolve(served.name, str(v)) for v in shadow_versions]
                 self.shadows.schedule(shadows, tensors, computed, protocol)
+            if self.predlog is not None:
+                self._log(served, request, route, protocol, started, tensors, computed)
         except BatcherClosed:
             code = ErrorCode.UNAVAILABLE
             raise FleetError(
@@ -288,6 +291,35 @@ class DataPlane:
             parameters={"request_id": request.request_id},
         )
         return response, tensors, computed
+
+    def _log(
+        self,
+        served: ServedVersion,
+        request: InferRequest,
+        route: str,
+        protocol: str,
+        started: float,
+        tensors: dict[str, Any],
+        computed: dict[str, Any],
+    ) -> None:
+        assert self.predlog is not None
+        self.predlog.submit(
+            LogEntry(
+                request_id=request.request_id,
+                time_ns=time.time_ns(),
+                model=served.name,
+                version=served.version_str,
+                route=route,
+                route_key=request.route_key,
+                protocol=protocol,
+                latency_s=time.perf_counter() - started,
+                inputs=tensors,
+                outputs=computed,
+                batched=served.max_batch_size > 0,
+                labels=served.labels,
+                first_output=served.output_names[0],
+            )
+        )
 
     def _rejections(self, served: ServedVersion, reason: str) -> Any:
         key = (served.name, served.version_str, reason)
