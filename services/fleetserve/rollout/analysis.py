@@ -54,10 +54,12 @@ async def judge_canary(
     baseline_window_s: float,
     t: g.Thresholds,
 ) -> list[g.GuardrailResult]:
-    """Error rate and latency of the canary against production's, and the canary's drift.
+    """Error rate, latency and live accuracy (where labels exist) of the canary against
+    production's, and the canary's drift.
 
     Production's figures are read over the longer baseline window: at high canary weights
-    (100 %) production gets little or no traffic of its own.
+    (100 %) production gets little or no traffic of its own. Accuracy is the quality
+    monitor's, over its own window of labelled items.
     """
     baseline = max(window_s, baseline_window_s)
     c_n, c_err, p_n, p_err, c_p99, p_p99, drift = await _query_all(
@@ -72,8 +74,21 @@ async def judge_canary(
             g.drift_query(model, canary),
         ],
     )
-    return [
+    results = [
         g.check_error_rate(c_n, c_err, p_n, p_err, t),
         g.check_latency(c_n, c_p99, p_p99, t),
         g.check_drift(drift, t),
     ]
+    return [*results, await judge_accuracy(source, model, canary, production, t)]
+
+
+async def judge_accuracy(
+    source: MetricsSource, model: str, canary: int, production: int | None, t: g.Thresholds
+) -> g.GuardrailResult:
+    """Canary vs production accuracy from the quality monitor (skipped without enough labels)."""
+    versions = [canary] if production is None else [canary, production]
+    queries = [g.quality_query(m, model, v) for v in versions for m in ("accuracy", "labelled_items")]
+    values = await _query_all(source, queries)
+    c_acc, c_n = values[0], values[1]
+    p_acc, p_n = (values[2], values[3]) if production is not None else (None, None)
+    return g.check_accuracy(c_acc, c_n, p_acc, p_n, t)

@@ -6,7 +6,8 @@ reads its evidence through `analysis`. Its phases:
 1. shadow: held until `shadow_requests` comparisons (and at least `shadow_s`), judged by
    shadow agreement and drift;
 2. one canary step per weight in `steps`, each held `dwell_s`, judged by error rate and p99
-   latency against production, and drift;
+   latency against production, drift, and accuracy against production's once enough labels
+   exist for both (skipped otherwise);
 3. promote.
 
 Guardrails are read every `poll_s`. A breach rolls back at once, recording the guardrail and

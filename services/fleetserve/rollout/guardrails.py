@@ -18,6 +18,7 @@ ERROR_RATE = "error_rate"
 LATENCY = "latency_p99"
 AGREEMENT = "shadow_agreement"
 DRIFT = "drift"
+ACCURACY = "accuracy"
 
 
 class Thresholds(BaseModel):
@@ -36,6 +37,10 @@ class Thresholds(BaseModel):
     max_drift_score: float = Field(default=0.2, ge=0)
     # canary requests (and production requests for a baseline) needed before judging
     min_requests: int = Field(default=50, ge=0)
+    # live accuracy (labels from the feedback API, in the quality monitor's window): judged only
+    # when both the canary and production have this many labelled items, else skipped
+    min_labelled: int = Field(default=50, ge=1)
+    max_accuracy_drop: float = Field(default=0.02, ge=0, le=1)
 
 
 class GuardrailResult(BaseModel):
@@ -105,6 +110,11 @@ def shadow_query(model: str, version: int, window_s: float, agree: bool | None =
 def drift_query(model: str, version: int) -> str:
     """The highest drift score the drift monitor publishes for a version."""
     return f"max(fleetserve_drift_score{_selector(model=model, version=str(version))})"
+
+
+def quality_query(metric: str, model: str, version: int) -> str:
+    """A gauge of the quality monitor for a version, e.g. `accuracy` or `labelled_items`."""
+    return f"max(fleetserve_quality_{metric}{_selector(model=model, version=str(version))})"
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -203,6 +213,48 @@ def check_drift(score: float | None, t: Thresholds) -> GuardrailResult:
     values = {"drift_score": score, "max_drift_score": t.max_drift_score}
     text = f"drift score {score:.4f} (max {t.max_drift_score:.4f})"
     return _result(DRIFT, "breach" if score > t.max_drift_score else "pass", text, **values)
+
+
+def check_accuracy(
+    canary_accuracy: float | None,
+    canary_labelled: float | None,
+    production_accuracy: float | None,
+    production_labelled: float | None,
+    t: Thresholds,
+) -> GuardrailResult:
+    """Canary accuracy on labelled items against production's; skipped (never held on) while
+    either has fewer than `min_labelled` labelled items, as labels may never come."""
+    n, p_n = canary_labelled or 0.0, production_labelled or 0.0
+    if n < t.min_labelled or canary_accuracy is None:
+        return _result(
+            ACCURACY,
+            "skipped",
+            f"{n:.0f} labelled canary items, {t.min_labelled} needed to judge accuracy",
+            canary_labelled=n,
+        )
+    if p_n < t.min_labelled or production_accuracy is None:
+        return _result(
+            ACCURACY,
+            "skipped",
+            f"{p_n:.0f} labelled production items, {t.min_labelled} needed to compare accuracy",
+            canary_accuracy=canary_accuracy,
+            canary_labelled=n,
+            production_labelled=p_n,
+        )
+    drop = production_accuracy - canary_accuracy
+    values = {
+        "canary_accuracy": canary_accuracy,
+        "production_accuracy": production_accuracy,
+        "accuracy_drop": drop,
+        "max_accuracy_drop": t.max_accuracy_drop,
+        "canary_labelled": n,
+        "production_labelled": p_n,
+    }
+    text = (
+        f"canary accuracy {canary_accuracy:.4f} vs production {production_accuracy:.4f} "
+        f"over {n:.0f} / {p_n:.0f} labelled items (max drop {t.max_accuracy_drop:.4f})"
+    )
+    return _result(ACCURACY, "breach" if drop > t.max_accuracy_drop else "pass", text, **values)
 
 
 def first_breach(results: list[GuardrailResult]) -> GuardrailResult | None:

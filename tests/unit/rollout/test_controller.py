@@ -78,6 +78,9 @@ class FakeMetrics:
         self.shadow_compared = {2: 500.0}
         self.shadow_agreement = {2: 0.99}
         self.drift: dict[int, float] = {}
+        # the quality monitor's gauges (none published unless a test sets them)
+        self.accuracy: dict[int, float] = {}
+        self.labelled: dict[int, float] = {}
         self.unavailable = False
         self.queries: list[str] = []
 
@@ -107,6 +110,10 @@ class FakeMetrics:
             return n * self.shadow_agreement[version or 0] if labels.get("agree") == "true" else n
         if "fleetserve_drift_score" in promql:
             return self.drift.get(version or 0)
+        if "fleetserve_quality_accuracy" in promql:
+            return self.accuracy.get(version or 0)
+        if "fleetserve_quality_labelled_items" in promql:
+            return self.labelled.get(version or 0)
         raise AssertionError(f"unexpected query {promql}")
 
 
@@ -345,6 +352,40 @@ async def test_too_little_canary_traffic_rolls_back_as_insufficient(rig: Rig) ->
     assert last.reason == "insufficient_data" and last.detail["weight"] == 5
     assert "3 canary requests, 50 needed" in str(last.detail["message"])
     assert rig.plan.production == 1
+
+
+async def test_accuracy_drop_on_labelled_canary_rolls_back(rig: Rig) -> None:
+    rig.metrics.accuracy = {1: 0.97, 2: 0.90}
+    rig.metrics.labelled = {1: 400.0, 2: 80.0}
+    await start_auto(rig)
+    status = await rig.controller.wait(MODEL)
+    assert status is not None and status.phase == "rolled_back"
+    last = rig.plan.history[-1]
+    assert last.reason == "guardrail:accuracy" and last.detail["phase"] == "canary"
+    assert last.detail["canary_accuracy"] == 0.90 and last.detail["production_accuracy"] == 0.97
+    assert last.detail["accuracy_drop"] == pytest.approx(0.07)
+    assert last.detail["weight"] == 5
+    assert rig.plan.production == 1
+    assert 'max(fleetserve_quality_accuracy{model="digits",version="2"})' in rig.metrics.queries
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "labelled"),
+    [
+        ({}, {}),  # no labels at all: rollouts proceed as before
+        ({1: 0.97, 2: 0.5}, {1: 400.0, 2: 49.0}),  # too few canary labels to judge
+        ({1: 0.97, 2: 0.5}, {1: 10.0, 2: 400.0}),  # too few production labels to compare
+        ({1: 0.97, 2: 0.96}, {1: 400.0, 2: 400.0}),  # within the allowed drop
+    ],
+)
+async def test_accuracy_without_enough_labels_or_within_margin_promotes(
+    rig: Rig, accuracy: dict[int, float], labelled: dict[int, float]
+) -> None:
+    rig.metrics.accuracy, rig.metrics.labelled = accuracy, labelled
+    await start_auto(rig)
+    status = await rig.controller.wait(MODEL)
+    assert status is not None and status.phase == "promoted"
+    assert any(r.name == "accuracy" for r in status.results)
 
 
 async def test_auto_overrides_and_validation(rig: Rig) -> None:

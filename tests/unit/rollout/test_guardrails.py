@@ -108,6 +108,59 @@ def test_drift() -> None:
     assert r.status == "breach" and r.values == {"drift_score": 0.35, "max_drift_score": 0.3}
 
 
+def test_accuracy_passes_within_the_allowed_drop_and_breaches_beyond() -> None:
+    ok = g.check_accuracy(0.955, 100, 0.97, 1000, T)  # 1.5 points down: within 2
+    bad = g.check_accuracy(0.94, 100, 0.97, 1000, T)
+    assert ok.status == "pass" and ok.ok
+    assert ok.values["accuracy_drop"] == pytest.approx(0.015)
+    assert bad.status == "breach" and not bad.ok and bad.name == g.ACCURACY
+    assert bad.values == {
+        "canary_accuracy": 0.94,
+        "production_accuracy": 0.97,
+        "accuracy_drop": pytest.approx(0.03),
+        "max_accuracy_drop": 0.02,
+        "canary_labelled": 100,
+        "production_labelled": 1000,
+    }
+    assert "0.9400" in bad.message and "0.9700" in bad.message
+    assert g.check_accuracy(0.99, 100, 0.97, 1000, T).status == "pass"  # better is fine
+
+
+@pytest.mark.parametrize(
+    ("c_acc", "c_n", "p_acc", "p_n", "needed"),
+    [
+        (None, None, None, None, "0 labelled canary items, 50 needed"),
+        (0.1, 49, 0.97, 1000, "49 labelled canary items, 50 needed"),
+        (None, 500, 0.97, 1000, "500 labelled canary items, 50 needed"),
+        (0.1, 100, 0.97, 10, "10 labelled production items, 50 needed"),
+        (0.1, 100, None, None, "0 labelled production items, 50 needed"),
+    ],
+)
+def test_accuracy_is_skipped_without_enough_labels(
+    c_acc: float | None, c_n: float | None, p_acc: float | None, p_n: float | None, needed: str
+) -> None:
+    r = g.check_accuracy(c_acc, c_n, p_acc, p_n, T)
+    # skipped, not insufficient: a rollout whose traffic gets no labels proceeds as before
+    assert r.status == "skipped" and r.ok and needed in r.message
+    assert g.all_judged([r])
+
+
+def test_accuracy_thresholds_are_configurable() -> None:
+    strict = g.Thresholds(min_labelled=5, max_accuracy_drop=0.0)
+    assert g.check_accuracy(0.96, 5, 0.97, 5, strict).status == "breach"
+    assert g.check_accuracy(0.97, 5, 0.97, 5, strict).status == "pass"
+    assert g.check_accuracy(0.5, 4, 0.97, 5, strict).status == "skipped"
+
+
+def test_quality_queries() -> None:
+    assert g.quality_query("accuracy", "digits", 2) == (
+        'max(fleetserve_quality_accuracy{model="digits",version="2"})'
+    )
+    assert g.quality_query("labelled_items", "m", 1) == (
+        'max(fleetserve_quality_labelled_items{model="m",version="1"})'
+    )
+
+
 def test_first_breach_and_all_judged() -> None:
     results = [g.check_drift(None, T), g.check_latency(1, 1, 1, T), g.check_drift(1.0, T)]
     breach = g.first_breach(results)
