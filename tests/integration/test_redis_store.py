@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,88 +20,14 @@ from redis.exceptions import RedisError
 from fleetserve.rollout.plan import RolloutPlan
 from fleetserve.rollout.redis_store import RedisPlanStore, plan_key
 from tests.support.ports import free_ports
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the Redis tests must run; install Debian's redis-server)")
-    pytest.skip(reason)
-
-
-class RedisServer:
-    """A redis-server process without persistence, stopped by its pid."""
-
-    def __init__(self, binary: str, port: int, log_path: Path) -> None:
-        self.binary, self.port, self.log_path = binary, port, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        args += ["--daemonize", "no"]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {self._log_tail()}")
-            if self._pong():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def _log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-500:] if self.log_path.exists() else ""
+from tests.support.redis_server import RedisServer, unavailable
+from tests.support.redis_server import redis_server as start_redis
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _unavailable("redis-server not found (apt-get install -y redis-server)")
-        raise AssertionError  # unreachable: skip/fail raise
-    server = RedisServer(binary, free_ports(1)[0], tmp_path / "redis.log")
-    try:
-        server.start()
-    except (OSError, RuntimeError) as exc:
-        _unavailable(f"redis-server did not start: {exc}")
-    try:
+    with start_redis(tmp_path, appendonly=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def holds(store: RedisPlanStore, plan: RolloutPlan) -> bool:
@@ -222,9 +145,9 @@ async def test_survives_a_redis_restart(redis_server: RedisServer, caplog: pytes
 async def test_start_with_redis_down_keeps_serving_and_catches_up(tmp_path: Path) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
-        _unavailable("redis-server not found (apt-get install -y redis-server)")
+        unavailable("redis-server not found (apt-get install -y redis-server)")
         return
-    server = RedisServer(binary, free_ports(1)[0], tmp_path / "redis.log")
+    server = RedisServer(binary, free_ports(1)[0], tmp_path, appendonly=False)
     reader = RedisPlanStore(server.url, refresh_s=0.1)
     await reader.start()  # nothing listens yet: no error, no plans
     try:
@@ -232,7 +155,7 @@ async def test_start_with_redis_down_keeps_serving_and_catches_up(tmp_path: Path
         try:
             server.start()
         except (OSError, RuntimeError) as exc:
-            _unavailable(f"redis-server did not start: {exc}")
+            unavailable(f"redis-server did not start: {exc}")
         writer = RedisPlanStore(server.url)
         stored = await writer.put(RolloutPlan(model="digits", production=3))
         await writer.stop()
