@@ -14,6 +14,7 @@ from fleetserve import __version__
 from fleetserve.batching.batcher import BatcherClosed, Rejected
 from fleetserve.common.metrics import GatewayMetrics
 from fleetserve.predlog.entry import LogEntry
+from fleetserve.predlog.sink import PredlogUnavailable
 from fleetserve.protocol.errors import ErrorCode, FleetError
 from fleetserve.protocol.types import (
     IndexEntry,
@@ -177,7 +178,13 @@ class DataPlane:
         self._authorize(token)
         if self.predlog is None:
             raise FleetError(ErrorCode.UNAVAILABLE, "prediction logging is off: feedback has nothing to join")
-        return await feedback.accept(feedback.parse(body), self.predlog, self._label_names)
+        labels = feedback.parse(body)
+        try:
+            return await feedback.accept(labels, self.predlog, self._label_names)
+        except PredlogUnavailable as exc:
+            raise FleetError(
+                ErrorCode.UNAVAILABLE, f"the prediction log is unavailable: {exc}", retry_after_s=5.0
+            ) from None
 
     def _label_names(self, model: str) -> list[str] | None:
         for served in reversed(self.manager.served_versions(model)):

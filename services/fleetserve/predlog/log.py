@@ -25,7 +25,7 @@ from fleetserve.wire import fleet_pb2
 from .entry import LogEntry, Logged
 from .file_sink import FileSink
 from .metrics import PredlogMetrics
-from .records import item_count, to_records
+from .records import item_count, records_of
 from .redis_sink import RedisStreamSink
 from .settings import LogSettings
 from .sink import Sink
@@ -72,7 +72,7 @@ class PredictionLog:
             if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
                 return
             if len(self._buffer) >= self.capacity or self._stopping:
-                self._dropped.inc(item_count(entry))
+                self._dropped.inc(_items(entry))
                 return
             self._buffer.append(entry)
             self._submitted += 1
@@ -151,22 +151,30 @@ class PredictionLog:
                 records = await asyncio.to_thread(self._records, batch)
                 await self.sink.write(records)
             except Exception:  # a bad entry must not stop the log
-                self._dropped.inc(sum(item_count(e) for e in batch))
+                self._dropped.inc(sum(_items(e) for e in batch))
                 log.exception("prediction log: a batch of %d entries could not be logged", len(batch))
             self._done += len(batch)
             self._progress.set()
 
     def _records(self, batch: list[LogEntry]) -> list[fleet_pb2.PredictionRecord]:
-        records: list[fleet_pb2.PredictionRecord] = []
-        for entry in batch:
-            try:
-                records.extend(to_records(entry, self.top_k, self.tensor_sample_rate, self._tensor_rng))
-            except Exception:  # an entry the gateway built wrong is dropped and counted
-                self._dropped.inc(item_count(entry))
-                if not self._failing:
-                    log.exception("prediction log: entry %s gave no records", entry.request_id)
-                self._failing = True
+        records, failed = records_of(batch, self.top_k, self.tensor_sample_rate, self._tensor_rng)
+        if failed:  # entries the gateway built wrong are dropped and counted
+            self._dropped.inc(sum(_items(e) for e in failed))
+            if not self._failing:
+                log.warning(
+                    "prediction log: %d entries gave no records, e.g. %s",
+                    len(failed),
+                    getattr(failed[0], "request_id", "?"),
+                )
+            self._failing = True
         return records
+
+
+def _items(entry: LogEntry) -> int:
+    try:
+        return item_count(entry)
+    except (AttributeError, IndexError, TypeError):
+        return 1
 
 
 def prediction_log(

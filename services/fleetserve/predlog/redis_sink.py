@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -172,7 +173,12 @@ class RedisStreamSink:
                         return
                     self._failed(exc)
             payloads = [r.SerializeToString() for r in records]
-            if await asyncio.to_thread(spill.append, payloads):
+            try:
+                spilled = await asyncio.to_thread(spill.append, payloads)
+            except OSError as exc:
+                log.warning("cannot spill to %s (%s): records dropped", spill.path, exc)
+                spilled = False
+            if spilled:
                 self.metrics.records.labels("spill").inc(len(records))
             else:
                 self.metrics.dropped.labels(self.name).inc(len(records))
@@ -180,13 +186,22 @@ class RedisStreamSink:
     async def _replay(self, stream: str) -> None:
         """Send spilled records to Redis, oldest first, a bounded number of chunks per call."""
         spill = self._spills[stream]
-        parse = fleet_pb2.PredictionRecord if stream == PREDICTIONS_STREAM else fleet_pb2.FeedbackRecord
+        kind = fleet_pb2.PredictionRecord if stream == PREDICTIONS_STREAM else fleet_pb2.FeedbackRecord
+
+        def parse(payload: bytes) -> Any:
+            try:
+                return kind.FromString(payload)
+            except DecodeError:
+                return None
+
         for _ in range(self.replay_chunks):
             if spill.empty() or not self._may_try():
                 return
-            records, end = await asyncio.to_thread(
-                spill.read_batch, self.chunk_records, parse.FromString, _request_of
-            )
+            read, end = await asyncio.to_thread(spill.read_batch, self.chunk_records, parse, _request_of)
+            records = [r for r in read if r is not None]
+            if len(records) < len(read):
+                log.warning("%d undecodable records in %s skipped", len(read) - len(records), spill.path)
+                self.metrics.dropped.labels(self.name).inc(len(read) - len(records))
             try:
                 await self._send(stream, records)
             except (RedisError, OSError) as exc:
@@ -195,7 +210,7 @@ class RedisStreamSink:
                     return
                 log.warning("Redis refused spilled records for %s, dropped: %s", stream, exc)
                 self.metrics.dropped.labels(self.name).inc(len(records))
-            await asyncio.to_thread(spill.commit, end, len(records))
+            await asyncio.to_thread(spill.commit, end, len(read))
             self._up()
             if spill.empty():
                 log.info("replayed the spilled records of %s", stream)
@@ -259,7 +274,9 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _request_of(record: Record) -> str:
+def _request_of(record: Record | None) -> str:
+    if record is None:
+        return ""
     return record.request_id if isinstance(record, fleet_pb2.PredictionRecord) else record.record_id
 
 

@@ -46,6 +46,6 @@ class WriterSettings(BaseSettings):
     consumer: str = "writer"  # stable across restarts: a restarted writer resumes its own pending entries
     batch_records: int = Field(default=10_000, ge=1)  # stream entries per batch of part files (at most)
     # a batch is written at the latest this long after its first entry
-    flush_s: float = Field(default=2.0, gt=0)
+    flush_s: float = Field(default=10.0, gt=0)
     # pending entries of other (dead) consumers idle this long are claimed
     claim_idle_s: float = Field(default=60.0, gt=0)

@@ -179,6 +179,7 @@ class Writer:
         self.client.xack(stream, GROUP, *batch.keys())
         batch.clear()
         self._started.pop(stream, None)
+        self._next_lag = 0.0  # the lag changed: show it at once
         m = self.metrics
         m.records.labels(SINK).inc(outcome.written)
         m.dropped.labels(SINK).inc(outcome.dropped)

@@ -304,6 +304,7 @@ def test_metrics_delta() -> None:
         "fleetserve_request_duration_seconds_sum": 1.0,
         "fleetserve_request_duration_seconds_count": 100.0,
         "rejected:deadline": 2.0,
+        "within_slo": 90.0,
     }
     after = {
         "wall": 102.0,
@@ -314,11 +315,13 @@ def test_metrics_delta() -> None:
         "fleetserve_request_duration_seconds_count": 200.0,
         "rejected:deadline": 5.0,
         "rejected:queue_full": 0.0,
+        "within_slo": 180.0,
     }
     delta = batching.metrics_delta(before, after)
     assert delta["batches"] == 10 and delta["mean_batch"] == 4.0
     assert delta["server_mean_ms"] == pytest.approx(5.0)
     assert delta["server_cpu_pct"] == pytest.approx(75.0)
+    assert delta["server_over_slo_pct"] == pytest.approx(10.0)
     assert delta["rejected_by_reason"] == {"deadline": 3.0}
     empty = batching.metrics_delta({}, {})
     assert empty["mean_batch"] is None and empty["server_mean_ms"] is None and empty["server_cpu_pct"] is None
@@ -456,6 +459,41 @@ def test_overload_failures(
     result = batching.check_overload(overload_point(**point_extra), overload_run(**recovery), 100.0, up)
     assert result["passed"] is False
     assert [k for k, item in result["items"].items() if item["passed"] is False] == [failing]
+
+
+def test_recovery_is_judged_against_the_steady_state_at_the_same_load() -> None:
+    steady = {"driven": True, "p99_ms": 105.0, "rejected_pct": 5.0}
+    run = overload_run(rejected_pct=6.5, p99_ms=110.0)
+    result = batching.check_overload(overload_point(), run, 100.0, True, steady)
+    assert result["items"]["recovers"]["passed"] is True  # <= 5 + 2 points, <= 1.1 * 105 ms
+    assert "steady state" in result["items"]["recovers"]["detail"]
+    run = overload_run(rejected_pct=7.5, p99_ms=110.0)
+    assert (
+        batching.check_overload(overload_point(), run, 100.0, True, steady)["items"]["recovers"]["passed"]
+        is False
+    )
+    run = overload_run(rejected_pct=0.0, p99_ms=116.0)
+    assert (
+        batching.check_overload(overload_point(), run, 100.0, True, steady)["items"]["recovers"]["passed"]
+        is False
+    )
+    # A steady state better than the SLO still allows p99 up to 1.1 x SLO and 1 % rejected.
+    quiet = {"driven": True, "p99_ms": 50.0, "rejected_pct": 0.0}
+    run = overload_run(rejected_pct=0.9, p99_ms=109.0)
+    assert (
+        batching.check_overload(overload_point(), run, 100.0, True, quiet)["items"]["recovers"]["passed"]
+        is True
+    )
+    # A steady state that was not driven is no baseline: the absolute rule applies.
+    run = overload_run(rejected_pct=1.5)
+    not_driven = {**steady, "driven": False}
+    result = batching.check_overload(overload_point(), run, 100.0, True, not_driven)
+    assert result["items"]["recovers"]["passed"] is False
+
+
+def test_admitted_detail_names_the_server_side_share() -> None:
+    result = batching.check_overload(overload_point(server_over_slo_pct=0.5), overload_run(), 100.0, True)
+    assert "0.50% of its requests" in result["items"]["admitted meet SLO"]["detail"]
 
 
 def test_overload_not_judged_without_data() -> None:
