@@ -184,6 +184,7 @@ class PolicyServer(ServedModel):
         self.config = config
         self.label = label
         self.slo_s = float(config.parameters["latency_slo_ms"].string_value) / 1e3
+        self.data_dir: Path | None = None
         self.log_path = cache / f"server-batching-{model.name}-{label}.log"
 
     def start(self) -> None:
@@ -195,10 +196,12 @@ class PolicyServer(ServedModel):
         folder = self.repo / self.model.name
         shutil.copytree(self.model.folder, folder)
         (folder / "config.pbtxt").write_text(text_format.MessageToString(self.config))
-        # The server's own files (its prediction log: every answered request) go into the
-        # temporary repository, removed with it, not into the project's .data/.
+        # The server's own files (its prediction log: every answered request) go next to the
+        # temporary repository (inside it they would be a model folder), removed with it, not
+        # into the project's .data/.
+        self.data_dir = self.repo.with_name(self.repo.name + "-data")
         saved = os.environ.get("FLEETSERVE_DATA_DIR")
-        os.environ["FLEETSERVE_DATA_DIR"] = str(self.repo / "data")
+        os.environ["FLEETSERVE_DATA_DIR"] = str(self.data_dir)
         try:
             self.launch()
         finally:
@@ -206,6 +209,14 @@ class PolicyServer(ServedModel):
                 os.environ.pop("FLEETSERVE_DATA_DIR", None)
             else:
                 os.environ["FLEETSERVE_DATA_DIR"] = saved
+
+    def stop(self) -> int | None:
+        """Stop the server by its pid; remove the repository and the data folder."""
+        try:
+            return super().stop()
+        finally:
+            if self.data_dir is not None:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def alive(self) -> bool:
         """Whether the process runs and answers ready for the model."""

@@ -108,7 +108,10 @@ def drained(url: str) -> bool:
         for stream in (PREDICTIONS_STREAM, FEEDBACK_STREAM):
             groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
             g = groups.get(GROUP)
-            if g is None or g["pending"] or g["lag"]:
+            # `lag` is unknown (None) after a Redis restart: compare the last delivered id with
+            # the stream's last id instead
+            last = client.xinfo_stream(stream)["last-generated-id"]
+            if g is None or g["pending"] or g["last-delivered-id"] != last:
                 return False
         return True
     except redis.RedisError:
