@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 from fleetserve.common.clock import Clock, SystemClock
 
 from .latency import LatencyModel
-from .policy import SAFETY, AdaptivePolicy, BatchPolicy, Limits
+from .policy import AdaptivePolicy, BatchPolicy, Limits
 from .results import BatcherClosed, BatchReport, Rejected, checked
 
 __all__ = ["BatchReport", "Batcher", "BatcherClosed", "Rejected"]
@@ -158,7 +158,7 @@ class Batcher(Generic[T, R]):
             raise Rejected(
                 "deadline", f"the deadline passed {(now - deadline) * 1e3:.1f} ms before queueing", wait
             )
-        if now + (wait + compute) * SAFETY > deadline:
+        if now + wait + compute > deadline:
             budget = (deadline - now) * 1e3
             raise Rejected(
                 "deadline",

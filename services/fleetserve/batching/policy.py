@@ -100,11 +100,6 @@ def _preferred_prefix(queue: Sequence[Queued], chosen: list[int], preferred: tup
     return chosen[:best] if best and best < len(chosen) else chosen
 
 
-# Predictions are averages; a batch's real time scatters around them. Deadlines are judged
-# against the prediction times this factor, so that admitted requests meet them in practice.
-SAFETY = 1.25
-
-
 class AdaptivePolicy:
     """No waiting when an executor is idle; the largest batch whose predicted completion
     (latency model: a * rows + b) still meets the earliest deadline among its items.
@@ -120,7 +115,7 @@ class AdaptivePolicy:
         while len(chosen) > 1:
             deadlines = [d for d in (queue[i].deadline for i in chosen) if d is not None]
             predicted = latency.predict(sum(queue[i].size for i in chosen))
-            if not deadlines or predicted is None or now + predicted * SAFETY <= min(deadlines):
+            if not deadlines or predicted is None or now + predicted <= min(deadlines):
                 break
             chosen.pop()
         return Decision(_preferred_prefix(queue, chosen, limits.preferred))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fleetserve.batching.batcher import Batcher, Rejected
-from fleetserve.batching.policy import SAFETY, FixedWindowPolicy
+from fleetserve.batching.policy import FixedWindowPolicy
 from fleetserve.common.clock import FakeClock
 
 WAIT = 5.0
@@ -146,8 +146,8 @@ async def test_adaptive_batch_shrinks_to_the_oldest_deadline() -> None:
     _seed(b, per_row=0.001, fixed=0.001)
     first = await _hold_executor(b, gate)
     b._executors[0].busy_until = clock.now
-    # 3 rows: 4 ms predicted, judged with the safety factor
-    tight = asyncio.create_task(b.submit("tight", deadline=clock.now + SAFETY * 0.0045))
+    # 3 rows: 4 ms predicted
+    tight = asyncio.create_task(b.submit("tight", deadline=clock.now + 0.0045))
     rest = [asyncio.create_task(b.submit(f"r{i}")) for i in range(5)]
     await asyncio.sleep(0)
     gate.open.set()

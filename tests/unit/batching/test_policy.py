@@ -9,7 +9,6 @@ import pytest
 
 from fleetserve.batching.latency import LatencyModel
 from fleetserve.batching.policy import (
-    SAFETY,
     AdaptivePolicy,
     FixedWindowPolicy,
     Limits,
@@ -71,12 +70,12 @@ def test_adaptive_without_deadlines_takes_the_largest_batch() -> None:
 
 def test_adaptive_shrinks_the_batch_to_meet_the_oldest_deadline() -> None:
     # predicted: 1 ms per row + 1 ms; the head must be answered within 5.5 ms
-    items = [Item(1, deadline=SAFETY * 0.0055)] + [Item(1) for _ in range(9)]
+    items = [Item(1, deadline=0.0055)] + [Item(1) for _ in range(9)]
     assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == [0, 1, 2, 3]  # 4 rows: 5 ms
 
 
 def test_adaptive_uses_the_earliest_deadline_in_the_batch() -> None:
-    items = [Item(1), Item(1), Item(1, deadline=SAFETY * 0.0035), Item(1)]
+    items = [Item(1), Item(1), Item(1, deadline=0.0035), Item(1)]
     # with 3 rows predicted 4 ms > 3.5 ms: cut to 2 rows (3 ms), which drops the tight item
     assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == [0, 1]
 
