@@ -69,7 +69,9 @@ async def test_a_put_is_pushed_to_replicas_not_just_polled(redis_server: RedisSe
             stored = await writer.put(
                 RolloutPlan(model="digits", production=1, canary=2, canary_weight=weight)
             )
-            await wait_for(functools.partial(holds, reader, stored), within=1.0)
+            waited = await wait_for(functools.partial(holds, reader, stored), within=1.0)
+            assert waited < 1.0  # pushed: the reader's own refresh is a minute away
+            assert reader.get("digits") == stored
     finally:
         await reader.stop()
         await writer.stop()
