@@ -1051,12 +1051,15 @@ def plot(name: str, result: dict[str, Any], path: Path) -> None:
     ticks = [rate for _, rate in loads]
     labels = [f"{rate:.0f}\n{pct}%" for pct, rate in loads]
     left.axhline(slo, color="red", linestyle="--", linewidth=1, label=f"SLO {slo:g} ms")
-    left.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    left.yaxis.set_major_formatter(plain)
     low, high = min([*p99s, slo]), max([*p99s, slo])
-    left.yaxis.set_minor_formatter(plain if high / low < 10 else NullFormatter())
-    left.set_ylabel("p99 latency of ok answers (ms, log scale)")
+    if high / low >= 10:  # more than a decade: log scale, plain numbers on the major ticks
+        left.set_yscale("log")
+        left.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        left.yaxis.set_minor_formatter(NullFormatter())
+        left.set_ylabel("p99 latency of ok answers (ms, log scale)")
+    else:
+        left.set_ylim(0, high * 1.1)
+        left.set_ylabel("p99 latency of ok answers (ms)")
     left.set_title(f"{name}: p99 vs offered load")
     if ticks:
         right.plot(

@@ -335,6 +335,8 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update({"FLEETSERVE_INTRA_OP_THREADS": "1", "OMP_NUM_THREADS": "1"})
+        # the server's prediction log goes beside its log, not into the project's .data/
+        env.setdefault("FLEETSERVE_DATA_DIR", str(self.log_path.parent / f"data-{self.log_path.stem}"))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         with self.log_path.open("wb") as log, pinned({self.core}):
             # The child inherits this process's affinity: the server runs on self.core only.

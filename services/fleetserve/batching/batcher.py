@@ -149,6 +149,11 @@ class Batcher(Generic[T, R]):
             raise Rejected("queue_full", f"queue is full ({self._max_queue} requests waiting)", wait)
         if deadline is None:
             return
+        if self._idle and not self._queued and self._clock.monotonic() < deadline:
+            # An idle batcher always takes a request whose deadline has not passed: otherwise a
+            # latency model that learned slow batches (a busy spell) would refuse everything and,
+            # running nothing, never learn better.
+            return
         wait = self.estimated_wait(priority)
         compute = self.latency.predict(size)
         if wait is None or compute is None:

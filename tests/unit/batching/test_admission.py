@@ -61,14 +61,31 @@ async def test_queue_bound_rejects_at_once() -> None:
 
 async def test_deadline_that_cannot_be_met_is_rejected_before_queueing() -> None:
     clock = FakeClock()
-    gate = Gate(closed=False)
+    gate = Gate()
     b: Batcher[str, str] = Batcher(gate, max_batch_size=8, clock=clock)
     _seed(b, per_row=0.010, fixed=0.010)  # a batch of one: 20 ms
+    first = await _hold_executor(b, gate)
+    b._executors[0].busy_until = clock.now + 0.010
     with pytest.raises(Rejected) as info:
-        await b.submit("late", deadline=clock.now + 0.015)
+        await b.submit("late", deadline=clock.now + 0.025)  # 10 ms wait + 20 ms compute
     assert info.value.reason == "deadline" and "cannot be met" in str(info.value)
-    assert gate.calls == []  # never computed
+    gate.open.set()
+    assert await first == "r-first"
+    assert ["late"] not in gate.calls  # never computed
     assert await b.submit("ok", deadline=clock.now + 0.030) == "r-ok"
+    await b.close()
+
+
+async def test_an_idle_batcher_takes_a_request_its_model_calls_too_slow() -> None:
+    """A latency model that learned slow batches must not refuse everything forever."""
+    clock = FakeClock()
+    gate = Gate(closed=False)
+    b: Batcher[str, str] = Batcher(gate, max_batch_size=8, clock=clock)
+    _seed(b, per_row=0.100, fixed=0.100)  # predicts 200 ms for one row
+    assert await b.submit("probe", deadline=clock.now + 0.050) == "r-probe"
+    assert gate.calls == [["probe"]]
+    with pytest.raises(Rejected):
+        await b.submit("expired", deadline=clock.now - 0.001)
     await b.close()
 
 
