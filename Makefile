@@ -17,7 +17,7 @@ setup: system-deps $(STAMP)
 # Debian packages, installed when their program is missing (apt-get update first). A policy-rc.d
 # that answers 101 keeps apt from starting them as system services: fleetserve and the tests
 # start their own, on their own ports.
-SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus nginx:nginx
+SYSTEM_PROGRAMS := redis-server:redis-server prometheus:prometheus nginx:nginx chromium:chromium
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
 	  prog=$${pair%%:*}; pkg=$${pair##*:}; \
