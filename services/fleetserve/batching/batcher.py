@@ -163,12 +163,14 @@ class Batcher(Generic[T, R]):
             raise Rejected(
                 "deadline", f"the deadline passed {(now - deadline) * 1e3:.1f} ms before queueing", wait
             )
-        if now + wait + compute > deadline:
+        margin = self.latency.margin
+        if now + (wait + compute) * margin > deadline:
             budget = (deadline - now) * 1e3
             raise Rejected(
                 "deadline",
                 f"the deadline cannot be met: {budget:.1f} ms left, predicted "
-                f"{wait * 1e3:.1f} ms queueing + {compute * 1e3:.1f} ms compute",
+                f"{wait * 1e3:.1f} ms queueing + {compute * 1e3:.1f} ms compute"
+                + (f" (x{margin:.2f}, the tail of recent batch times)" if margin > 1.0 else ""),
                 wait,
             )
 

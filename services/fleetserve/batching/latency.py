@@ -2,23 +2,44 @@
 
 Fitted by least squares over the most recent batches (a sliding window), with running sums
 so that an update costs O(1). Until `warmup` batches are seen it predicts nothing.
+
+The fit is a mean; deadlines are about the tail. The model also keeps, over the same window,
+how much longer than predicted recent batches took (observed / predicted) and offers a
+`margin`: that ratio's high quantile (the 99th percentile by default), which admission and
+batch sizing multiply their predictions by. On a quiet machine the margin is close to 1; on a
+busy one (a core shared with decoding, other processes) it grows, and the batcher admits less
+instead of answering late.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 
 
 class LatencyModel:
     """Predicts how long a batch of n rows takes to compute, from recent batches."""
 
-    def __init__(self, window: int = 128, warmup: int = 3) -> None:
+    def __init__(
+        self,
+        window: int = 128,
+        warmup: int = 3,
+        quantile: float = 0.99,
+        max_margin: float = 2.0,
+        margin_every: int = 8,
+    ) -> None:
         self._points: collections.deque[tuple[float, float]] = collections.deque()
         self._window = window
         self._warmup = warmup
         self._sn = self._st = self._snn = self._snt = 0.0
         self.a = 0.0
         self.b = 0.0
+        self._ratios: collections.deque[float] = collections.deque(maxlen=window)
+        self._quantile = quantile
+        self._max_margin = max_margin
+        self._margin_every = max(1, margin_every)
+        self._since_margin = 0
+        self.margin = 1.0
 
     @property
     def samples(self) -> int:
@@ -33,6 +54,13 @@ class LatencyModel:
     def observe(self, rows: int, seconds: float) -> None:
         """Add one executed batch."""
         n, t = float(rows), float(seconds)
+        predicted = self.predict(rows)
+        if predicted is not None and predicted > 0:
+            self._ratios.append(t / predicted)
+            self._since_margin += 1
+            if self._since_margin >= self._margin_every:
+                self._since_margin = 0
+                self._update_margin()
         self._points.append((n, t))
         self._sn += n
         self._st += t
@@ -61,6 +89,16 @@ class LatencyModel:
             # One batch size seen so far: assume time grows in proportion to rows (pessimistic).
             a, b = (mean_t / mean_n if mean_n > 0 else 0.0), 0.0
         self.a, self.b = a, b
+
+    def _update_margin(self) -> None:
+        ordered = sorted(self._ratios)
+        rank = min(len(ordered) - 1, math.ceil(self._quantile * len(ordered)) - 1)
+        self.margin = min(self._max_margin, max(1.0, ordered[max(0, rank)]))
+
+    def predict_tail(self, rows: int) -> float | None:
+        """`predict` times the margin: a batch time that recent batches rarely exceeded."""
+        predicted = self.predict(rows)
+        return None if predicted is None else predicted * self.margin
 
     def predict(self, rows: int) -> float | None:
         """Predicted seconds for a batch of `rows`, or None during warm-up."""

@@ -102,7 +102,8 @@ def _preferred_prefix(queue: Sequence[Queued], chosen: list[int], preferred: tup
 
 class AdaptivePolicy:
     """No waiting when an executor is idle; the largest batch whose predicted completion
-    (latency model: a * rows + b) still meets the earliest deadline among its items.
+    (latency model: a * rows + b, times its tail margin) still meets the earliest deadline
+    among its items.
 
     At low load batches are single requests; under load, requests queue while executors are
     busy and the next idle executor takes as many as their deadlines allow.
@@ -114,7 +115,7 @@ class AdaptivePolicy:
         chosen = compatible(queue, limits)
         while len(chosen) > 1:
             deadlines = [d for d in (queue[i].deadline for i in chosen) if d is not None]
-            predicted = latency.predict(sum(queue[i].size for i in chosen))
+            predicted = latency.predict_tail(sum(queue[i].size for i in chosen))
             if not deadlines or predicted is None or now + predicted <= min(deadlines):
                 break
             chosen.pop()
