@@ -153,7 +153,7 @@ class LocalServer:
         for name in ("", SERVICE):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         config = uvicorn.Config(
-            RestApp(self.dataplane, s.max_request_bytes),
+            RestApp(self.dataplane, s.max_request_bytes, cors_origins=s.cors_origins),
             http="httptools",
             lifespan="off",
             log_level="warning",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -16,23 +16,39 @@ import orjson
 from fleetserve.protocol import proto_json, rest_codec
 from fleetserve.protocol.errors import ErrorCode, FleetError, invalid
 
+from . import web_assets
+from .cors import CorsPolicy
 from .dataplane import DataPlane
 from .errors import HTTP_STATUS
+from .image_decode import ImageLimits
+from .images import ImageClassifier, parse_query
 from .request_ids import request_id
+from .rollout_view import rollout_view
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _JSON = (b"content-type", b"application/json")
-_MODEL_ACTIONS = ("", "infer", "ready", "config", "stats")
+_CSP = (b"content-security-policy", web_assets.CSP)
+_NO_SNIFF = (b"x-content-type-options", b"nosniff")
+_MODEL_ACTIONS = ("", "infer", "ready", "config", "stats", "image", "rollout")
 
 
 class RestApp:
-    """The v2 REST API over one data plane."""
+    """The v2 REST API over one data plane, the image route, and the built-in web page at `/`."""
 
-    def __init__(self, dataplane: DataPlane, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        max_request_bytes: int,
+        cors_origins: Iterable[str] = (),
+        image_limits: ImageLimits | None = None,
+    ) -> None:
         self.dp = dataplane
         self.max_bytes = max_request_bytes
+        self.cors = CorsPolicy(cors_origins)
+        self.images = ImageClassifier(dataplane, image_limits)
+        self.assets = web_assets.WebAssets()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,14 +57,21 @@ class RestApp:
         rid = request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
         extra: list[tuple[bytes, bytes]] = []
         try:
-            status, body, extra = await self._route(scope, headers, receive, rid)
+            if self.cors.is_preflight(scope["method"], headers):
+                status, body, extra = 204, b"", self.cors.preflight(headers)
+            else:
+                status, body, extra = await self._route(scope, headers, receive, rid)
+                extra = [*extra, *self.cors.response_headers(headers)]
         except FleetError as exc:
             status = HTTP_STATUS[exc.code]
             body = orjson.dumps({"error": exc.message})
             if exc.retry_after_s is not None:
                 extra = [(b"retry-after", str(max(1, round(exc.retry_after_s))).encode())]
+            if not self.cors.is_preflight(scope["method"], headers):
+                extra = [*extra, *self.cors.response_headers(headers)]
+        typed = status == 204 or any(k == b"content-type" for k, _ in extra)
         out_headers = [
-            _JSON,
+            *(() if typed else (_JSON,)),
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", rid.encode()),
             *extra,
@@ -61,6 +84,10 @@ class RestApp:
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
+        asset = self.assets.get(scope["path"])
+        if asset is not None:
+            _method(method, "GET")
+            return 200, asset.body, [(b"content-type", asset.content_type), _CSP, _NO_SNIFF]
         if not parts or parts[0] != "v2":
             raise FleetError(ErrorCode.NOT_FOUND, f"no route {scope['path']}")
         rest = parts[1:]
@@ -75,7 +102,7 @@ class RestApp:
             if rest[1] == "ready":
                 return _status(self.dp.ready())
         elif rest[0] == "models":
-            return await self._models(method, rest[1:], headers, receive, rid)
+            return await self._models(method, rest[1:], headers, receive, rid, scope.get("query_string", b""))
         elif rest[0] == "repository":
             return await self._repository(method, rest[1:], headers, receive)
         elif rest == ["feedback"]:
@@ -87,7 +114,13 @@ class RestApp:
         raise FleetError(ErrorCode.NOT_FOUND, f"no route {scope['path']}")
 
     async def _models(
-        self, method: str, rest: list[str], headers: dict[bytes, bytes], receive: Receive, rid: str
+        self,
+        method: str,
+        rest: list[str],
+        headers: dict[bytes, bytes],
+        receive: Receive,
+        rid: str,
+        query_string: bytes = b"",
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if rest == ["stats"]:
             _method(method, "GET")
@@ -113,7 +146,28 @@ class RestApp:
             payload, json_length = rest_codec.encode_infer_response(response)
             extra = [(b"inference-header-content-length", str(json_length).encode())] if json_length else []
             return 200, payload, extra
+        if action == "image":
+            _method(method, "POST")
+            query = parse_query(query_string)
+            body = await self._body(headers, receive, self.images.max_bytes)
+            route_key = headers.get(b"x-fleetserve-route-key")
+            answer = await self.images.classify(
+                body,
+                headers.get(b"content-type", b"").decode("latin-1"),
+                name,
+                version,
+                rid,
+                query,
+                route_key.decode("latin-1") if route_key is not None else None,
+            )
+            return _ok(answer)
         _method(method, "GET")
+        if action == "rollout":
+            if version:
+                raise FleetError(
+                    ErrorCode.NOT_FOUND, "rollout plans are per model: GET /v2/models/{m}/rollout"
+                )
+            return _ok(rollout_view(self.dp, name))
         if action == "":
             m = self.dp.model_metadata(name, version)
             return _ok(
@@ -166,12 +220,11 @@ class RestApp:
             return 200, b"", []
         raise FleetError(ErrorCode.NOT_FOUND, f"no route /v2/repository/{'/'.join(rest)}")
 
-    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive, limit: int | None = None) -> bytes:
+        max_bytes = self.max_bytes if limit is None else min(limit, self.max_bytes)
         length = headers.get(b"content-length")
-        if length is not None and _int_header(length, "Content-Length") > self.max_bytes:
-            raise FleetError(
-                ErrorCode.PAYLOAD_TOO_LARGE, f"request body over the limit of {self.max_bytes} bytes"
-            )
+        if length is not None and _int_header(length, "Content-Length") > max_bytes:
+            raise FleetError(ErrorCode.PAYLOAD_TOO_LARGE, f"request body over the limit of {max_bytes} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -180,9 +233,9 @@ class RestApp:
                 raise invalid("client disconnected before the body arrived")
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 raise FleetError(
-                    ErrorCode.PAYLOAD_TOO_LARGE, f"request body over the limit of {self.max_bytes} bytes"
+                    ErrorCode.PAYLOAD_TOO_LARGE, f"request body over the limit of {max_bytes} bytes"
                 )
             chunks.append(chunk)
             if not message.get("more_body", False):
