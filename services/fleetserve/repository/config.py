@@ -13,7 +13,8 @@ from fleetserve.wire import model_config_pb2 as mc
 
 ONNX_PLATFORM = "onnxruntime_onnx"
 TORCH_PLATFORM = "pytorch_libtorch"
-_BACKEND_PLATFORM = {"onnxruntime": ONNX_PLATFORM, "pytorch": TORCH_PLATFORM}
+REMOTE_PLATFORM = "remote"  # forwarded to another v2 server (runtimes/remote.py): no model file
+_BACKEND_PLATFORM = {"onnxruntime": ONNX_PLATFORM, "pytorch": TORCH_PLATFORM, "remote": REMOTE_PLATFORM}
 DEFAULT_FILENAMES = {ONNX_PLATFORM: "model.onnx", TORCH_PLATFORM: "model.pt"}
 
 
@@ -51,10 +52,9 @@ def _list_colons(text: str) -> str:
 def platform_of(config: mc.ModelConfig | None, version_dir: Path) -> str:
     """The platform a model version runs on: from the config, else from the file present."""
     if config is not None and config.platform:
-        if config.platform not in DEFAULT_FILENAMES:
-            raise ConfigError(
-                f"platform '{config.platform}' is not served (served: {', '.join(DEFAULT_FILENAMES)})"
-            )
+        if config.platform not in (*DEFAULT_FILENAMES, REMOTE_PLATFORM):
+            served = ", ".join((*DEFAULT_FILENAMES, REMOTE_PLATFORM))
+            raise ConfigError(f"platform '{config.platform}' is not served (served: {served})")
         return config.platform
     if config is not None and config.backend:
         if config.backend not in _BACKEND_PLATFORM:
@@ -69,7 +69,10 @@ def platform_of(config: mc.ModelConfig | None, version_dir: Path) -> str:
 
 
 def model_file(config: mc.ModelConfig | None, platform: str, version_dir: Path) -> Path:
-    """The model file of a version (config's default_model_filename, else the platform's default)."""
+    """The model file of a version (config's default_model_filename, else the platform's default);
+    a remote model has none: its version folder stands for it."""
+    if platform == REMOTE_PLATFORM:
+        return version_dir
     name = (config.default_model_filename if config is not None else "") or DEFAULT_FILENAMES[platform]
     path = version_dir / name
     if not path.is_file():

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleetserve.batching.batcher import BatchReport
+from fleetserve.runtimes import remote
 from fleetserve.runtimes.base import RuntimeOptions
-from fleetserve.runtimes.factory import TORCHSCRIPT, create_runtime
+from fleetserve.runtimes.factory import REMOTE, TORCHSCRIPT, create_runtime
 from fleetserve.wire import model_config_pb2 as mc
 
 from .config import ConfigError, complete_config, config_specs, model_file, platform_of
@@ -58,12 +59,14 @@ def load_version(
         if config is None or not config.input or not config.output:
             raise ConfigError("a TorchScript model needs config.pbtxt with its inputs and outputs")
         ins, outs = config_specs(config)
-        runtime = create_runtime(platform, path, options, ins, outs)
+        runtime = create_runtime(platform, path, options, ins, outs, config)
         model_in, model_out = [], []
     else:
-        runtime = create_runtime(platform, path, options)
+        runtime = create_runtime(platform, path, options, config=config)
         model_in, model_out = runtime.inputs(), runtime.outputs()
     try:
+        if platform == REMOTE:
+            config = remote.with_upstream_batching(config, runtime)
         effective = complete_config(config, name, platform, model_in, model_out, default_max_batch_size)
         labels = read_labels(model_dir, config)
         served = ServedVersion(name, version, effective, runtime, labels, on_batch, inline_below_s)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +23,9 @@ class RuntimeOptions:
     inter_op_threads: int = 1
     torch_threads: int = 1
     device: str = "auto"  # "cpu", or "auto": CUDA when the backend has it and a GPU is present
+    # Where a model runs, when not in this process: an engine's stand-in for `create_runtime`
+    # (the Ray engine's places each version in its own Ray Serve deployment). None: here.
+    placement: Callable[..., Any] | None = None
 
 
 class Runtime(Protocol):
