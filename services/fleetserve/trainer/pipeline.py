@@ -1,27 +1,51 @@
-"""The training job: data -> train -> evaluate -> export -> verify -> publish one version."""
+"""The training job: data -> train -> evaluate against production -> gate -> publish -> register.
+
+:func:`run` is what `fleetserve train` calls. The steps:
+
+1. find the production version to compare against: the rollout controller's (``register``
+   given) or the repository's latest;
+2. load the bundled digits and, with ``production_data``, the labelled production samples
+   (older part for training, most recent part for evaluation);
+3. train with augmentation, the production part mixed in by ``production_weight``;
+4. export ONNX and check it against torch;
+5. evaluate the candidate and the production version with onnxruntime on the held-out split
+   and the recent production data; the gate decides (:mod:`fleetserve.trainer.gate`);
+6. publish the next version atomically with metadata.json (metrics, data hash, reference
+   profile, ...), then hand it to the rollout controller (``rollout auto``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 
 import fleetserve
 from fleetserve.trainer import data as digits_data
+from fleetserve.trainer import evaluate
+from fleetserve.trainer.augment import Augmentation
 from fleetserve.trainer.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, verify_onnx
+from fleetserve.trainer.gate import DEFAULT_MARGIN, GateRefused, Reason, decide
 from fleetserve.trainer.model import ProbabilitiesModel
+from fleetserve.trainer.production import DEFAULT_EVAL_FRACTION, ProductionData, load_production
 from fleetserve.trainer.publish import publish_version
-from fleetserve.trainer.train import DEFAULT_EPOCHS, train
+from fleetserve.trainer.register import controller_production_version, hand_over, latest_version
+from fleetserve.trainer.train import DEFAULT_AUGMENTATION, DEFAULT_EPOCHS, DEFAULT_THREADS, Extra, train
 
 DEFAULT_MODEL = "digits"
 DEFAULT_REPOSITORY = Path("model_repository")
+DEFAULT_PRODUCTION_WEIGHT = 5.0
 MODELS = (DEFAULT_MODEL,)
-MODEL_FILE = "model.onnx"
+MODEL_FILE = evaluate.MODEL_FILE
 
 _log = logging.getLogger(__name__)
 
@@ -51,43 +75,93 @@ def run(
     repository: Path = DEFAULT_REPOSITORY,
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
+    *,
+    production_data: Path | None = None,
+    production_weight: float = DEFAULT_PRODUCTION_WEIGHT,
+    production_eval_fraction: float = DEFAULT_EVAL_FRACTION,
+    register: str | None = None,
+    token: str | None = None,
+    reason: Reason = "manual",
+    gate_margin: float = DEFAULT_MARGIN,
+    augmentation: Augmentation = DEFAULT_AUGMENTATION,
+    threads: int = DEFAULT_THREADS,
+    progress: bool = False,
 ) -> Path:
-    """Train ``model`` and publish it as the next version in ``repository``.
+    """Train ``model``, gate it against the production version and publish it as the next version.
 
-    Loads the bundled digits data (no download), trains the CNN on the CPU for ``epochs``,
-    measures validation and held-out test accuracy, exports ONNX (input ``image``
-    [batch, 1, 8, 8], output ``probabilities`` [batch, 10]), checks onnxruntime against
-    torch, and publishes ``model.onnx`` + ``metadata.json`` atomically. Returns the new
-    version folder. Raises ValueError for a model name other than those in ``MODELS``.
+    Returns the new version folder. Raises ValueError for a model name other than those in
+    ``MODELS`` (or bad options), FileNotFoundError for a missing ``production_data`` folder,
+    :class:`~fleetserve.trainer.gate.GateRefused` when the gate refuses (nothing is published),
+    :class:`~fleetserve.trainer.evaluate.ParentModelError` when the production version cannot
+    be run, and :class:`~fleetserve.trainer.register.RegistrationError` when the controller
+    cannot be asked or refuses the published version.
     """
+    started = time.perf_counter()
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; the trainer knows: {', '.join(MODELS)}")
+    model_dir = Path(repository) / model
+    parent, parent_source = _production_version(model_dir, model, register, token)
     dataset = digits_data.load(seed=seed)
-    result = train(dataset, epochs=epochs, seed=seed)
-    _log.info(
-        "trained %s: %d epochs in %.1f s, validation accuracy %.4f, test accuracy %.4f",
-        model,
-        epochs,
-        result.train_seconds,
-        result.validation_accuracy,
-        result.test_accuracy,
+    production = _production(production_data, model, production_eval_fraction)
+    extra = Extra(production.train.images, production.train.labels) if production else None
+    result = train(
+        dataset,
+        epochs=epochs,
+        seed=seed,
+        threads=threads,
+        augmentation=augmentation,
+        extra=extra,
+        extra_weight=production_weight,
+        progress=progress,
     )
     exported = ProbabilitiesModel(result.model).eval()
     onnx_bytes = export_onnx(exported)
     max_abs_diff = verify_onnx(onnx_bytes, exported)
+
+    sets = {"test": evaluate.EvalSet("test", dataset.test.images, dataset.test.labels)}
+    if production is not None:
+        recent = production.evaluation
+        sets["production"] = evaluate.EvalSet("production", recent.images, recent.labels)
+    candidate_session = evaluate.session(onnx_bytes)
+    candidate = evaluate.accuracies(candidate_session, sets)
+    parent_metrics = evaluate.accuracies(evaluate.parent_session(model_dir, parent), sets) if parent else None
+    decision = decide(candidate, parent_metrics, reason=reason, margin=gate_margin, parent_version=parent)
+    _log.info("%s", decision.message())
+    if not decision.passed:
+        raise GateRefused(decision)
+
+    training_inputs = _training_inputs(dataset, production)
+    profile = _reference_profile(training_inputs, evaluate.probabilities(candidate_session, training_inputs))
+    metrics: dict[str, float] = {"validation_accuracy": result.validation_accuracy, **candidate}
+    for key, value in (parent_metrics or {}).items():
+        metrics[f"parent_{key}"] = value
     document: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "framework": _framework_versions(),
         "seed": seed,
         "epochs": epochs,
+        "reason": reason,
+        "production_version": parent,
+        "production_version_source": parent_source,
+        "data_sha256": _data_hash(dataset, production),
         "dataset": {"name": dataset.name, "sha256": dataset.sha256, "splits": dataset.sizes()},
-        "metrics": result.metrics(),
+        "production_data": production.summary() if production else None,
+        "training": {
+            "augmentation": _augmentation_summary(augmentation),
+            "production_weight": production_weight if production else None,
+            "examples_per_epoch": result.examples_per_epoch,
+            "final_loss": result.epoch_losses[-1],
+        },
+        "metrics": metrics,
+        "gate": decision.summary(),
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *digits_data.IMAGE_SHAPE]}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, digits_data.NUM_CLASSES]}],
         "labels": list(DIGITS_LABELS),
         "onnx": {"file": MODEL_FILE, "opset": OPSET, "max_abs_diff_vs_torch": max_abs_diff},
         "training_seconds": round(result.train_seconds, 3),
+        "reference_profile": profile,
     }
+    document["duration_seconds"] = round(time.perf_counter() - started, 3)
     version_dir = publish_version(
         repository,
         model,
@@ -96,8 +170,81 @@ def run(
         config_text=DIGITS_CONFIG,
         labels=DIGITS_LABELS,
     )
-    _log.info("published %s", version_dir)
+    _log.info("published %s (%s)", version_dir, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    if register:
+        hand_over(register, model, int(version_dir.name), token)
     return version_dir
+
+
+def _production_version(
+    model_dir: Path, model: str, register: str | None, token: str | None
+) -> tuple[int | None, str]:
+    """The version to compare against and where it was read."""
+    if register:
+        version = controller_production_version(register, model, token)
+        if version is not None:
+            return version, "rollout controller"
+    return latest_version(model_dir), "repository"
+
+
+def _production(folder: Path | None, model: str, eval_fraction: float) -> ProductionData | None:
+    if folder is None:
+        return None
+    production = load_production(
+        folder,
+        model,
+        input_name=INPUT_NAME,
+        item_shape=digits_data.IMAGE_SHAPE,
+        num_classes=digits_data.NUM_CLASSES,
+        eval_fraction=eval_fraction,
+    )
+    _log.info(
+        "production data %s: %d labelled rows read, %d for training, %d recent for evaluation, skipped %s",
+        folder,
+        production.rows_read,
+        len(production.train),
+        len(production.evaluation),
+        production.skipped or "none",
+    )
+    return production
+
+
+def _training_inputs(dataset: digits_data.DigitsData, production: ProductionData | None) -> np.ndarray:
+    """The training inputs, unaugmented: the bundled split and the production training part."""
+    parts = [dataset.train.images]
+    if production is not None and len(production.train):
+        parts.append(production.train.images)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _reference_profile(images: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    # drift owns the profile's format; imported here so the rest of the trainer does not need it.
+    from fleetserve.drift.profile import reference_profile
+
+    return reference_profile({INPUT_NAME: images}, probabilities)
+
+
+def _data_hash(dataset: digits_data.DigitsData, production: ProductionData | None) -> str:
+    """sha256 naming everything trained on: the bundled data and the production rows."""
+    digest = hashlib.sha256(dataset.sha256.encode())
+    if production is not None:
+        digest.update(b"+production:")
+        digest.update(production.sha256.encode())
+    return digest.hexdigest()
+
+
+def _augmentation_summary(augmentation: Augmentation) -> dict[str, float]:
+    return {
+        "max_shift": augmentation.max_shift,
+        "max_rotation_degrees": augmentation.max_rotation_degrees,
+        "max_noise_std": augmentation.max_noise_std,
+        "invert_probability": augmentation.invert_probability,
+    }
+
+
+def with_inversion(augmentation: Augmentation, probability: float) -> Augmentation:
+    """``augmentation`` with its intensity-inversion share set to ``probability``."""
+    return replace(augmentation, invert_probability=probability)
 
 
 def _framework_versions() -> dict[str, str]:
