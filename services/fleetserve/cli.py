@@ -68,6 +68,51 @@ def _rollout_parser(sub: Any) -> None:
             c.add_argument("--wait", action="store_true", help="follow the run; exit 0 only when promoted")
 
 
+def _up_parser(sub: Any) -> None:
+    p = sub.add_parser("up", help="run the local cluster: nginx, replicas, Redis, Prometheus, sidecars")
+    p.add_argument("--model-repository", type=Path)
+    p.add_argument("--replicas", type=int, help="gateway replicas behind nginx (default: one per core)")
+    p.add_argument("--data-dir", type=Path, help="logs, configs and state of every process (default .data)")
+    p.add_argument("--no-nginx", action="store_true", default=None, help="one replica on the front ports")
+    p.add_argument("--host")
+    p.add_argument("--http-port", type=int, help="front HTTP (nginx) port, default 8000")
+    p.add_argument("--grpc-port", type=int, help="front gRPC (nginx) port, default 8001")
+    p.add_argument("--metrics-port", type=int, help="metrics of the single replica without nginx, 8002")
+    p.add_argument("--replica-base-port", type=int, help="replica i: base + 10 i (HTTP), +1 gRPC, +2 metrics")
+    p.add_argument("--redis-port", type=int)
+    p.add_argument("--prometheus-port", type=int)
+    p.add_argument("--rollout-port", type=int)
+    p.add_argument("--predlog-port", type=int)
+    p.add_argument("--drift-port", type=int)
+    p.add_argument("--port-offset", type=int, help="added to every port (a second cluster, tests)")
+    p.add_argument("--scrape-interval-s", type=float)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from fleetserve.cluster.launcher import up
+    from fleetserve.cluster.settings import UpSettings
+
+    names = (
+        "model_repository",
+        "replicas",
+        "data_dir",
+        "no_nginx",
+        "host",
+        "http_port",
+        "grpc_port",
+        "metrics_port",
+        "replica_base_port",
+        "redis_port",
+        "prometheus_port",
+        "rollout_port",
+        "predlog_port",
+        "drift_port",
+        "port_offset",
+        "scrape_interval_s",
+    )
+    return up(UpSettings(**_given(args, *names)))
+
+
 def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
@@ -216,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fleetserve")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _up_parser(sub)
     _train_parser(sub)
     _rollout_parser(sub)
     _feedback_parser(sub)
@@ -233,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return _serve(args)
+    if args.command == "up":
+        return _up(args)
     if args.command == "rollout":
         return _rollout(args)
     if args.command == "feedback":
