@@ -25,11 +25,20 @@ def _serve_parser(sub: Any) -> None:
 
 
 def _train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a model and publish it as a new version")
-    p.add_argument("--model", default="digits")
-    p.add_argument("--model-repository", type=Path, default=Path("model_repository"))
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("train", help="train a model, gate it against production and publish it")
+    p.add_argument("--model")
+    p.add_argument("--model-repository", type=Path)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--production-data", type=Path, help="the predlog writer's --out folder")
+    p.add_argument("--production-weight", type=float, help="draws of each production sample per epoch")
+    p.add_argument("--production-eval-fraction", type=float, help="recent share held out to evaluate on")
+    p.add_argument("--register", metavar="URL", help="rollout controller: compare, hand over")
+    p.add_argument("--reason", choices=["manual", "drift"])
+    p.add_argument("--gate-margin", type=float, help="held-out accuracy it may lose (0.01 = 1 point)")
+    p.add_argument("--augment-invert", type=float, help="share of training images inverted by augmentation")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _rollout_parser(sub: Any) -> None:
@@ -152,14 +161,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fleetserve.trainer.pipeline import run
+    from pydantic import ValidationError
 
-    kwargs: dict[str, Any] = {"model": args.model, "repository": args.model_repository, "seed": args.seed}
-    if args.epochs is not None:
-        kwargs["epochs"] = args.epochs
-    version_dir = run(**kwargs)
-    print(f"published {version_dir}")
-    return 0
+    from fleetserve.trainer.command import train
+    from fleetserve.trainer.settings import TrainSettings
+
+    names = ("model", "model_repository", "epochs", "seed", "production_data", "production_weight")
+    names += ("production_eval_fraction", "register", "reason", "gate_margin", "augment_invert", "threads")
+    try:
+        settings = TrainSettings(**_given(args, *names))
+    except ValidationError as exc:
+        print(f"fleetserve train: {exc}", file=sys.stderr)
+        return 2
+    return train(settings, progress=not args.no_progress)
 
 
 def _rollout(args: argparse.Namespace) -> int:
