@@ -75,12 +75,12 @@ class CorsPolicy:
 
     def response_headers(self, headers: dict[bytes, bytes]) -> Headers:
         """The CORS headers of an ordinary answer (none when there is no allowed Origin)."""
+        if not self.any and not self.origins:
+            return []  # CORS off: answers never depend on Origin
         raw = headers.get(b"origin")
-        if raw is None:
-            return [(b"vary", b"Origin")] if self.origins else []
+        if raw is None or not self.allows(raw.decode("latin-1")):
+            return [] if self.any else [(b"vary", b"Origin")]
         origin = raw.decode("latin-1")
-        if not self.allows(origin):
-            return [(b"vary", b"Origin")]
         return [*self._origin(origin), (b"access-control-expose-headers", EXPOSED_HEADERS)]
 
     def _origin(self, origin: str) -> Headers:
