@@ -244,7 +244,17 @@ def _drift_parser(sub: Any) -> None:
     p.add_argument("--metrics-port", type=int)
     p.add_argument("--host")
     p.add_argument("--stream-start", help="stream id to start at: $ (new records, default) or 0 (all)")
+    p.add_argument("--records-dir", type=Path, help="read a gateway's file sink (--data-dir)")
+    p.add_argument("--drift-window-items", type=int, help="items in each version's drift window")
+    p.add_argument("--drift-retrain-command", help="argv to run when drift persists (no shell)")
+    p.add_argument("--drift-retrain-after-s", type=float, help="seconds an alert must last before retraining")
+    p.add_argument("--drift-retrain-cooldown-s", type=float, help="seconds between retrainings of a model")
     p.add_argument("--log-level", default="info")
+
+
+DRIFT_FLAGS = ("model_repository", "redis_url", "metrics_port", "host", "stream_start", "records_dir")
+DRIFT_FLAGS += ("drift_window_items", "drift_retrain_command", "drift_retrain_after_s")
+DRIFT_FLAGS += ("drift_retrain_cooldown_s",)
 
 
 def _predlog_parser(sub: Any) -> None:
@@ -304,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "drift":
         from fleetserve.drift.service import main as drift
 
-        return drift(_given(args, "model_repository", "redis_url", "metrics_port", "host", "stream_start"))
+        return drift(_given(args, *DRIFT_FLAGS))
     if args.command == "predlog":
         return _predlog(args)
     return _train(args)
