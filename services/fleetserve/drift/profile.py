@@ -15,9 +15,9 @@ the predicted (top-1) class distribution; `confidence` the histogram and mean of
 score. The per-item values come from records built with the prediction log's own code
 (`predlog.records.to_records`), so they are computed exactly as the gateway's.
 
-Histograms (`histogram`) have edges at quantiles of the values, `bins` of them at most (fewer
-where values repeat, so a point mass such as min = 0 gets a bin of its own), from the smallest
-value to just above the largest, plus a bin below and one above: `counts` has
+Histograms (`histogram`) have edges at quantiles of the values, about `bins` bins (fewer where
+values repeat; a value holding a bin's share or more, a point mass such as min = 0, gets a bin
+of its own), from the smallest value to just above the largest, plus a bin below and one above: `counts` has
 `len(edges) + 1` entries, the outer two 0 for the reference itself (`detectors` module).
 """
 
@@ -53,9 +53,11 @@ def histogram(values: np.ndarray, bins: int = DEFAULT_BINS) -> dict[str, list[fl
         raise ValueError("values must be finite")
     if bins < 1:
         raise ValueError(f"bins must be at least 1, not {bins}")
-    cuts = np.quantile(v, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="inverted_cdf")
-    top = np.nextafter(v.max(), np.inf)
-    edges = np.unique(np.concatenate([[v.min()], cuts, [top]]))
+    cuts = np.unique(np.quantile(v, np.linspace(0.0, 1.0, bins + 1)[1:-1], method="inverted_cdf"))
+    # a value holding a bin's worth of items or more is a point mass: it gets its own bin
+    masses = cuts[np.count_nonzero(v[:, np.newaxis] == cuts, axis=0) * bins >= v.size]
+    ends = [v.min(), np.nextafter(v.max(), np.inf)]
+    edges = np.unique(np.concatenate([ends, cuts, np.nextafter(masses, np.inf)]))
     return {"edges": edges.tolist(), "counts": bin_counts(v, edges).tolist()}
 
 
