@@ -16,59 +16,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 from PIL import Image
 from sklearn.datasets import load_digits, load_sample_images
 
 from fleetserve.rollout.plan import RolloutPlan
 from tests.support import models
-from tests.support.models import _save
+from tests.support.image_models import COLOURS, colours_model, digits_without_slo
 from tests.support.server import ServerProcess
 
 PAGE_ORIGIN = "http://page.test:8080"
-COLOURS = ("red", "green", "blue")
-COLOURS_CONFIG = """\
-name: "colours"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-input [ { name: "pixels" data_type: TYPE_FP32 dims: [ 16, 16, 3 ] } ]
-output [ { name: "scores" data_type: TYPE_FP32 dims: [ 3 ] label_filename: "labels.txt" } ]
-dynamic_batching { }
-parameters { key: "image_size" value: { string_value: "16,16" } }
-parameters { key: "image_channels" value: { string_value: "3" } }
-parameters { key: "image_layout" value: { string_value: "NHWC" } }
-parameters { key: "image_scale" value: { string_value: "0.0039215686" } }
-parameters { key: "image_mean" value: { string_value: "0.5,0.5,0.5" } }
-parameters { key: "image_std" value: { string_value: "0.25,0.25,0.25" } }
-"""
-
-
-def colours_model(repo: Path, versions: tuple[int, ...] = (1, 2)) -> str:
-    """`colours`: an NHWC RGB image -> softmax over (red, green, blue), the dominant mean channel."""
-    weights = (20.0 * np.eye(3) - 10.0).astype(np.float32)
-    for v in versions:
-        graph = helper.make_graph(
-            [
-                helper.make_node("ReduceMean", ["pixels"], ["mean"], axes=[1, 2], keepdims=0),
-                helper.make_node("MatMul", ["mean", "w"], ["logits"]),
-                helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
-            ],
-            "colours",
-            [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 16, 16, 3])],
-            [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3])],
-            [helper.make_tensor("w", TensorProto.FLOAT, [3, 3], weights.tobytes(), raw=True)],
-        )
-        _save(graph, repo / "colours" / str(v) / "model.onnx")
-    (repo / "colours" / "config.pbtxt").write_text(COLOURS_CONFIG)
-    (repo / "colours" / "labels.txt").write_text("\n".join(COLOURS) + "\n")
-    return "colours"
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("image_api") / "models"
     root.mkdir()
-    models.digits_model(root)
+    digits_without_slo(root)
     models.double_model(root)
     colours_model(root)
     # every request that names no version goes to the canary, version 2
