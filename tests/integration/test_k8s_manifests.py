@@ -8,6 +8,7 @@ CONTRACT.md's ports, one model repository volume, GPUs and the gpu extra in the 
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -274,6 +275,13 @@ def test_the_validator_rejects_what_the_api_server_would() -> None:
         )
 
 
+def _functions(module: str) -> set[str]:
+    """Top-level functions of a fleetserve module, read from its source (Ray need not be installed)."""
+    path = ROOT / "services" / Path(*module.split(".")).with_suffix(".py")
+    assert path.is_file(), f"{module}: no {path.relative_to(ROOT)}"
+    return {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+
+
 def _fields(obj: Doc, allowed: set[str], required: set[str], where: str) -> None:
     assert set(obj) <= allowed, f"{where}: fields the CRD does not document: {sorted(set(obj) - allowed)}"
     assert required <= set(obj), f"{where}: required fields missing: {sorted(required - set(obj))}"
@@ -302,7 +310,11 @@ def test_rayservice_uses_the_fields_of_its_crd(rendered: dict[str, list[Doc]], o
     serve = yaml.safe_load(ray["spec"]["serveConfigV2"])
     assert serve["http_options"]["port"] == 8000 and serve["grpc_options"]["port"] == 8001
     (app,) = serve["applications"]
-    assert app["import_path"] == "fleetserve.engines.ray_app:build_app"
+    module, function = app["import_path"].split(":")
+    assert function in _functions(module), f"{app['import_path']} is not defined"
+    for path in serve["grpc_options"]["grpc_servicer_functions"]:
+        module, function = path.rsplit(".", 1)
+        assert function in _functions(module), f"{path} is not defined"
     for where, template, _ in _pod_templates([ray]):
         mounts = {m["mountPath"] for c in template["spec"]["containers"] for m in c.get("volumeMounts", [])}
         assert app["args"]["model_repository"] in mounts, where
@@ -375,7 +387,11 @@ def test_the_admin_token_comes_from_a_secret_the_operator_creates(
                 assert "value" not in env, where
                 assert env["valueFrom"]["secretKeyRef"] == {"name": "fleetserve-admin", "key": "token"}
                 holders.add(where.split(" ")[0])
-    assert {"Deployment/fleetserve-gateway", "Deployment/fleetserve-rollout"} <= holders
+    assert {
+        "Deployment/fleetserve-gateway",
+        "Deployment/fleetserve-rollout",
+        "CronJob/fleetserve-trainer",
+    } <= holders
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -446,6 +462,9 @@ def test_one_model_repository_volume_is_shared(rendered: dict[str, list[Doc]], o
     trainer = _one(docs, "CronJob", "fleetserve-trainer")["spec"]["jobTemplate"]["spec"]["template"]
     args = trainer["spec"]["containers"][0]["args"]
     assert args[args.index("--model-repository") + 1] == "/models"
+    assert args[args.index("--production-data") + 1] == "/predlog"  # the predlog writer's --out
+    writer = _one(docs, "Deployment", "fleetserve-predlog")["spec"]["template"]["spec"]["containers"][0]
+    assert writer["args"][writer["args"].index("--out") + 1] == "/predlog"
     triton = _one(docs, "Deployment", "fleetserve-triton")["spec"]["template"]["spec"]["containers"][0]
     assert "--model-repository=/models" in triton["args"] and triton["image"].startswith("nvcr.io/nvidia/")
 
