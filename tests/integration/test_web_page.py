@@ -9,6 +9,8 @@ docs/page.png, the README's picture.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -176,6 +178,20 @@ def test_uploading_an_image_shows_its_top_k_and_the_version(page: Any, tmp_path:
     Image.new("RGB", (64, 64), (0, 0, 240)).save(blue)
     _answer(page, lambda: page.set_input_files("#file", str(blue)))
     assert _labels(page)[0] == "blue" and page.text_content("#answer-version") == "1"
+    # dropped on the drop zone, as a file dragged from the desktop
+    green = io.BytesIO()
+    Image.new("RGB", (30, 30), (0, 200, 0)).save(green, "PNG")
+    transfer = page.evaluate_handle(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "green.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        base64.b64encode(green.getvalue()).decode(),
+    )
+    _answer(page, lambda: page.dispatch_event("#drop", "drop", {"dataTransfer": transfer}))
+    assert _labels(page)[0] == "green" and page.text_content("#answer-version") == "1"
     # a sample photo on the digits model (turned grey): any top-5 of digit labels
     page.select_option("#model", "digits")
     expect(page.locator("#version option")).to_have_count(2)
