@@ -542,7 +542,15 @@ def test_wrong_method_is_405(srv: ServerProcess, method: str, path: str) -> None
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/nope", "/v3/models/double/infer", "/v2/nope", "/v2/models/double/nope", "/v2/health/dead"]
+    "path",
+    [
+        "/web/nope.js",
+        "/nope",
+        "/v3/models/double/infer",
+        "/v2/nope",
+        "/v2/models/double/nope",
+        "/v2/health/dead",
+    ],
 )
 def test_unknown_path_is_404(srv: ServerProcess, path: str) -> None:
     status, body = call(srv, "GET", path)
