@@ -54,7 +54,7 @@ class WindowPolicy:
     """The size of each version's window and how often it is scored."""
 
     window_items: int = 300
-    min_items: int = 200
+    min_items: int = 250
     evaluate_every: int = 10
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ PSI, KS, JS, DROP = "psi", "ks", "js", "drop"
 class Thresholds:
     """A score above its test's threshold is drift."""
 
-    psi: float = 0.25
+    psi: float = 0.3
     ks: float = 0.25
     js: float = 0.1
     drop: float = 0.1

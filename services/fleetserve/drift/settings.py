@@ -52,10 +52,10 @@ class DriftSettings(BaseSettings):
     # drift: each version's window of items, scored every `evaluate_every` items once it has
     # `min_items` (tuned on digits: see the README's drift section)
     drift_window_items: int = Field(default=300, ge=1)
-    drift_min_items: int = Field(default=200, ge=1)
+    drift_min_items: int = Field(default=250, ge=1)
     drift_evaluate_every: int = Field(default=10, ge=1)
     # thresholds: PSI, KS statistic, Jensen-Shannon divergence of classes, mean-confidence drop
-    drift_psi_threshold: float = Field(default=0.25, gt=0)
+    drift_psi_threshold: float = Field(default=0.3, gt=0)
     drift_ks_threshold: float = Field(default=0.25, gt=0, le=1)
     drift_js_threshold: float = Field(default=0.1, gt=0, le=1)
     drift_drop_threshold: float = Field(default=0.1, gt=0, le=1)

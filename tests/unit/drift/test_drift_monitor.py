@@ -137,7 +137,7 @@ def test_scores_come_once_the_window_has_min_items_then_every_n(repo: Path) -> N
             assert value is not None and value < Thresholds().limit(test), (feature, test, value)
     pvalue = sample(analyser, "fleetserve_drift_ks_pvalue", **MV, feature="image[0].mean")
     assert pvalue is not None and 0 < pvalue <= 1
-    assert sample(analyser, "fleetserve_drift_threshold", test="psi") == 0.25
+    assert sample(analyser, "fleetserve_drift_threshold", test="psi") == Thresholds().psi
 
 
 def test_versions_without_a_profile_are_counted_not_scored(repo: Path) -> None:
