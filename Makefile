@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 REPO ?= model_repository
-EXTRAS := cpu,torch,dev
+EXTRAS := cpu,torch,dev,ray
 # pip, quiet. This machine's pip configuration names local indexes that may be absent, which pip
 # reports line by line: those lines are dropped; anything else, and pip's exit status, is kept.
 pip_install = $(PY) -m pip install -q $(1) 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; test $${PIPESTATUS[0]} -eq 0

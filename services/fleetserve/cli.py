@@ -146,12 +146,18 @@ def _serve(args: argparse.Namespace) -> int:
             "data_dir",
         )
     )
-    if settings.engine != "local":
-        print("fleetserve: the ray engine is not available yet; use --engine local", file=sys.stderr)
-        return 2
     if not settings.model_repository.is_dir():
         print(f"fleetserve: model repository {settings.model_repository} is not a folder", file=sys.stderr)
         return 2
+    if settings.engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            print(
+                "fleetserve: the ray engine needs ray[serve]: pip install 'fleetserve[ray]'", file=sys.stderr
+            )
+            return 2
+        from fleetserve.engines.ray_engine import serve
     try:
         serve(settings)
     except PortTaken as exc:
