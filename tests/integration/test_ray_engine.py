@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -183,3 +184,37 @@ def test_rest_request_id_given_is_kept_once(server: ServerProcess) -> None:
         answer = json.loads(r.read())
     assert answer["parameters"]["request_id"] == "mine-42"
     assert answer["outputs"][0]["data"] == [2.0, 4.0, 6.0, 8.0]
+
+
+def _config(text: str) -> Any:
+    from google.protobuf import text_format
+
+    from fleetserve.wire import model_config_pb2 as mc
+
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def test_deployment_options_from_config() -> None:
+    """Replicas from instance_group, resources and autoscaling from the ray_* parameters."""
+    from fleetserve.engines.ray_version import deployment_options
+
+    plain = deployment_options(None, 0.5)
+    assert plain["num_replicas"] == 1 and plain["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 0.0}
+    two = deployment_options(_config("instance_group { count: 2 kind: KIND_GPU }"), 1.0)
+    assert two["num_replicas"] == 2 and two["ray_actor_options"]["num_gpus"] == 1.0
+    scaled = deployment_options(
+        _config(
+            'instance_group { count: 2 } parameters { key: "ray_max_replicas" value { string_value: "6" } }'
+            ' parameters { key: "ray_num_cpus" value { string_value: "2" } }'
+        ),
+        1.0,
+    )
+    assert "num_replicas" not in scaled and scaled["ray_actor_options"]["num_cpus"] == 2.0
+    assert scaled["autoscaling_config"] == {
+        "min_replicas": 1,
+        "max_replicas": 6,
+        "initial_replicas": 2,
+        "target_ongoing_requests": 1.0,
+    }
+    with pytest.raises(ValueError, match="ray_num_cpus must be a number"):
+        deployment_options(_config('parameters { key: "ray_num_cpus" value { string_value: "many" } }'), 1.0)
