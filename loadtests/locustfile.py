@@ -181,8 +181,8 @@ class GrpcUser(User):
             if probabilities is None or probabilities.shape != (len(batch), 10):
                 raise ValueError(f"probabilities of shape {getattr(probabilities, 'shape', None)}")
             length = probabilities.nbytes
-        except Exception as exc:  # reported to Locust as this request's failure
-            exception = exc
+        except Exception as exc:  # reported to Locust as this request's failure, readably
+            exception = RuntimeError(f"{type(exc).__name__}: {exc}")
         self.environment.events.request.fire(
             request_type="grpc",
             name="grpc infer",

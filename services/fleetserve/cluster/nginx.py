@@ -79,7 +79,6 @@ def render(
             user=user[0],
             group=user[1],
             replicas=[{"http": plan.address(r.http), "grpc": plan.address(r.grpc)} for r in plan.replicas],
-            tries=len(plan.replicas),
             listen_http=plan.address(plan.http),
             listen_grpc=plan.address(plan.grpc),
             http2_in_listen=version < _HTTP2_DIRECTIVE_SINCE,
