@@ -88,6 +88,7 @@ class DriftSnapshot:
     alert: bool
     alerts: int
     scores: WindowScores | None
+    ks_pvalues: dict[str, float]
 
 
 def _describe(over: Sequence[Score], thresholds: Thresholds) -> str:
@@ -115,6 +116,7 @@ class DriftAnalyser:
         self._versions: dict[Key, _Version] = {}
         self.unreferenced: dict[Key, int] = {}
         self._snapshots: list[DriftSnapshot] = []
+        self._pvalues: dict[Key, tuple[WindowScores, dict[str, float]]] = {}  # of the scores exported
 
     def on_predictions(self, records: Sequence[fleet_pb2.PredictionRecord]) -> None:
         """Take prediction records into their version's window, scoring it when due."""
@@ -186,19 +188,26 @@ class DriftAnalyser:
         self.retrainer.poll()
         for key, v in self._versions.items():
             self._retrain_if_due(key, v, now)
-        self._snapshots = [
-            DriftSnapshot(
-                model=key[0],
-                version=key[1],
-                records=v.records,
-                window_items=len(v.items),
-                evaluations=v.evaluations,
-                alert=v.alert.active,
-                alerts=v.alert.episodes,
-                scores=v.scores,
-            )
-            for key, v in sorted(self._versions.items())
-        ]
+        self._snapshots = [self._snapshot(key, v) for key, v in sorted(self._versions.items())]
+
+    def _snapshot(self, key: Key, v: _Version) -> DriftSnapshot:
+        pvalues: dict[str, float] = {}
+        if v.scores is not None:  # p-values cost scipy time: once per new evaluation exported
+            cached = self._pvalues.get(key)
+            if cached is None or cached[0] is not v.scores:
+                cached = self._pvalues[key] = (v.scores, v.scores.ks_pvalues())
+            pvalues = cached[1]
+        return DriftSnapshot(
+            model=key[0],
+            version=key[1],
+            records=v.records,
+            window_items=len(v.items),
+            evaluations=v.evaluations,
+            alert=v.alert.active,
+            alerts=v.alert.episodes,
+            scores=v.scores,
+            ks_pvalues=pvalues,
+        )
 
     @property
     def snapshots(self) -> list[DriftSnapshot]:
@@ -241,7 +250,7 @@ class DriftAnalyser:
                 continue
             for sc in s.scores.scores:
                 score.add_metric([*mv, sc.feature, sc.test], sc.value)
-            for feature, p in s.scores.ks_pvalues.items():
+            for feature, p in s.ks_pvalues.items():
                 pvalue.add_metric([*mv, feature], p)
         yield from (score, pvalue, alert, window, records, evaluations, alerts)
         yield from self._other_metrics()

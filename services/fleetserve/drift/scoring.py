@@ -46,11 +46,16 @@ class Score:
 
 @dataclass(frozen=True, slots=True)
 class WindowScores:
-    """Every score of a window, the KS p-values by feature, and the window's size."""
+    """Every score of a window, what the KS p-values need by feature (statistic, window and
+    reference sizes), and the window's size."""
 
     items: int
     scores: list[Score]
-    ks_pvalues: dict[str, float]
+    ks: dict[str, tuple[float, int, int]]
+
+    def ks_pvalues(self) -> dict[str, float]:
+        """The KS p-value of each feature (computed now: about a millisecond each)."""
+        return {feature: d.ks_pvalue(*args) for feature, args in self.ks.items()}
 
     def over(self, thresholds: Thresholds, factor: float = 1.0) -> list[Score]:
         """The scores above `factor` times their threshold."""
@@ -67,35 +72,31 @@ def score_window(
     """Score a window of items against the reference (features the reference lacks are skipped)."""
     cols = columns(items)
     scores: list[Score] = []
-    pvalues: dict[str, float] = {}
+    ks: dict[str, tuple[float, int, int]] = {}
     for name, hist in sorted(reference.inputs.items()):
         values = cols.inputs.get(name)
         if values is None or values.size == 0:
             continue
-        psi, ks = _continuous(values, hist, eps)
-        scores += [Score(name, PSI, psi), Score(name, KS, ks.statistic)]
-        pvalues[name] = ks.pvalue
+        psi, ks[name] = _continuous(values, hist, eps)
+        scores += [Score(name, PSI, psi), Score(name, KS, ks[name][0])]
     predicted = cols.predicted[cols.predicted >= 0]
     if predicted.size:
         window, ref = _class_counts(predicted, reference.classes)
-        scores += [
-            Score(CLASS, PSI, d.psi(ref, window, eps)),
-            Score(CLASS, JS, d.jensen_shannon(ref, window)),
-        ]
-        psi, ks = _continuous(cols.confidence, reference.confidence, eps)
+        scores.append(Score(CLASS, PSI, d.psi(ref, window, eps)))
+        scores.append(Score(CLASS, JS, d.jensen_shannon(ref, window)))
+        psi, ks[CONFIDENCE] = _continuous(cols.confidence, reference.confidence, eps)
         drop = d.confidence_drop(reference.mean_confidence, cols.confidence)
-        scores += [
-            Score(CONFIDENCE, PSI, psi),
-            Score(CONFIDENCE, KS, ks.statistic),
-            Score(CONFIDENCE, DROP, drop),
-        ]
-        pvalues[CONFIDENCE] = ks.pvalue
-    return WindowScores(len(items), scores, pvalues)
+        scores.append(Score(CONFIDENCE, PSI, psi))
+        scores.append(Score(CONFIDENCE, KS, ks[CONFIDENCE][0]))
+        scores.append(Score(CONFIDENCE, DROP, drop))
+    return WindowScores(len(items), scores, ks)
 
 
-def _continuous(values: np.ndarray, hist: Histogram, eps: float) -> tuple[float, d.KSResult]:
+def _continuous(values: np.ndarray, hist: Histogram, eps: float) -> tuple[float, tuple[float, int, int]]:
+    """PSI, and (KS statistic, window size, reference size), of values against a histogram."""
     counts = d.bin_counts(values, hist.edges)
-    return d.psi(hist.counts, counts, eps), d.ks_test(counts, hist.counts)
+    ks = (d.ks_statistic(counts, hist.counts), int(counts.sum()), int(hist.counts.sum()))
+    return d.psi(hist.counts, counts, eps), ks
 
 
 def _class_counts(predicted: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
