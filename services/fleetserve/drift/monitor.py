@@ -1,8 +1,8 @@
 """The monitor loop: records from a `RecordSource` go to every `Analyser`; each second the
 analysers recompute their figures, which the monitor exports as a Prometheus collector.
 
-Analysers are the extension point: the quality analyser (labels) now, the drift detectors
-(input and output profiles against a version's reference) next, each a class with the four
+Analysers are the extension point: the quality analyser (labels) and the drift analyser
+(input and output profiles against a version's reference), each a class with the four
 methods of `Analyser`. While the source cannot be read, the analysers are not refreshed:
 the exported values stay the last ones computed, and the monitor retries with backoff.
 """
