@@ -4,15 +4,13 @@ mixed into training; the candidate is gated against the served version 1 and pub
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fleetserve.cli import main
 from fleetserve.drift.profile import parse_reference
 from fleetserve.trainer import data as digits_data
 from fleetserve.trainer import evaluate
@@ -123,41 +121,36 @@ def test_a_bad_candidate_is_refused_and_nothing_is_published(tmp_path: Path) -> 
     assert sorted(p.name for p in (repository / "digits").iterdir()) == ["1", "config.pbtxt", "labels.txt"]
 
 
-def _train_cli(
-    repository: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "fleetserve.cli", "train", "--model-repository", str(repository)]
-    return subprocess.run(
-        [*command, "--threads", "1", "--no-progress", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
+def _train_cli(repository: Path, *args: str) -> int:
+    """`fleetserve train` in this process (the command's own parsing, settings and exit status)."""
+    return main(["train", "--model-repository", str(repository), "--threads", "1", "--no-progress", *args])
 
 
-def test_the_cli_exits_non_zero_naming_the_figures(tmp_path: Path) -> None:
+def test_the_cli_exits_non_zero_naming_the_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repository = _repository(tmp_path)
-    done = _train_cli(repository, "--epochs", "1")
-    assert done.returncode == 1, done.stderr
-    assert "not published: gate refused (reason manual, against production v1)" in done.stderr
-    assert "below v1's 0.9722, more than the margin 0.0100" in done.stderr
+    assert _train_cli(repository, "--epochs", "1") == 1
+    stderr = capsys.readouterr().err
+    assert "not published: gate refused (reason manual, against production v1)" in stderr
+    assert "below v1's 0.9722, more than the margin 0.0100" in stderr
     assert not (repository / "digits" / "2").exists()
 
 
-def test_drift_retraining_without_production_data_is_refused_from_the_environment(tmp_path: Path) -> None:
+def test_drift_retraining_without_production_data_is_refused_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     repository = _repository(tmp_path)
-    done = _train_cli(
-        repository,
-        env={"FLEETSERVE_EPOCHS": "1", "FLEETSERVE_REASON": "drift", "FLEETSERVE_GATE_MARGIN": "1"},
-    )
-    assert done.returncode == 1, done.stderr
-    assert "reason drift" in done.stderr and "--production-data" in done.stderr
+    for name, value in (("EPOCHS", "1"), ("REASON", "drift"), ("GATE_MARGIN", "1")):
+        monkeypatch.setenv(f"FLEETSERVE_{name}", value)
+    assert _train_cli(repository) == 1
+    stderr = capsys.readouterr().err
+    assert "reason drift" in stderr and "--production-data" in stderr
     assert not (repository / "digits" / "2").exists()
 
 
-def test_a_missing_production_folder_is_a_clear_error(tmp_path: Path) -> None:
-    done = _train_cli(_repository(tmp_path), "--production-data", str(tmp_path / "nowhere"), "--epochs", "1")
-    assert done.returncode == 2
-    assert "nowhere does not exist" in done.stderr
+def test_a_missing_production_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _train_cli(_repository(tmp_path), "--production-data", str(tmp_path / "nowhere")) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err

@@ -65,12 +65,12 @@ def augment(images: np.ndarray, config: Augmentation, rng: np.random.Generator) 
         return out.copy()
     shifts = rng.uniform(-config.max_shift, config.max_shift, size=(count, 2))
     angles = np.deg2rad(rng.uniform(-config.max_rotation_degrees, config.max_rotation_degrees, size=count))
-    noise_std = rng.uniform(0.0, config.max_noise_std, size=count)
+    noise_std = np.asarray(rng.uniform(0.0, config.max_noise_std, size=count), dtype=np.float32)
     inverted = rng.random(count) < config.invert_probability
     noise = rng.standard_normal(out.shape).astype(np.float32)
     if config.max_shift or config.max_rotation_degrees:
         out = _affine(out, angles, shifts[:, 0], shifts[:, 1], height, width)
-    out = out + noise * noise_std.astype(np.float32)[:, None, None, None]
+    out = out + noise * noise_std[:, None, None, None]
     out = np.clip(out, 0.0, 1.0)
     out[inverted] = 1.0 - out[inverted]
     return out.astype(np.float32, copy=False)

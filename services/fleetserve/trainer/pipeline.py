@@ -39,11 +39,17 @@ from fleetserve.trainer.model import ProbabilitiesModel
 from fleetserve.trainer.production import DEFAULT_EVAL_FRACTION, ProductionData, load_production
 from fleetserve.trainer.publish import publish_version
 from fleetserve.trainer.register import controller_production_version, hand_over, latest_version
-from fleetserve.trainer.train import DEFAULT_AUGMENTATION, DEFAULT_EPOCHS, DEFAULT_THREADS, Extra, train
+from fleetserve.trainer.train import (
+    DEFAULT_AUGMENTATION,
+    DEFAULT_EPOCHS,
+    DEFAULT_EXTRA_WEIGHT,
+    DEFAULT_THREADS,
+    Extra,
+    train,
+)
 
 DEFAULT_MODEL = "digits"
 DEFAULT_REPOSITORY = Path("model_repository")
-DEFAULT_PRODUCTION_WEIGHT = 5.0
 MODELS = (DEFAULT_MODEL,)
 MODEL_FILE = evaluate.MODEL_FILE
 
@@ -77,7 +83,7 @@ def run(
     seed: int = 0,
     *,
     production_data: Path | None = None,
-    production_weight: float = DEFAULT_PRODUCTION_WEIGHT,
+    production_weight: float = DEFAULT_EXTRA_WEIGHT,
     production_eval_fraction: float = DEFAULT_EVAL_FRACTION,
     register: str | None = None,
     token: str | None = None,

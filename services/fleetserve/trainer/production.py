@@ -168,7 +168,7 @@ def _unusable(
         return "no sampled input tensor"
     if not isinstance(label, int) or not 0 <= label < num_classes:
         return "label out of range"
-    if tuple(shape) != item_shape:
+    if not isinstance(shape, list) or tuple(shape) != item_shape:
         return "other input shape"
     return None
 

@@ -9,9 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetserve.trainer.gate import DEFAULT_MARGIN, Reason
 from fleetserve.trainer.production import DEFAULT_EVAL_FRACTION
-from fleetserve.trainer.train import DEFAULT_EPOCHS, DEFAULT_THREADS
-
-DEFAULT_PRODUCTION_WEIGHT = 5.0
+from fleetserve.trainer.train import DEFAULT_EPOCHS, DEFAULT_EXTRA_WEIGHT, DEFAULT_THREADS
 
 
 class TrainSettings(BaseSettings):
@@ -26,7 +24,7 @@ class TrainSettings(BaseSettings):
     # the predlog writer's --out folder; its labelled, sampled predictions join the training data
     production_data: Path | None = None
     # how many times each production sample is drawn per epoch, on average
-    production_weight: float = Field(DEFAULT_PRODUCTION_WEIGHT, ge=0)
+    production_weight: float = Field(DEFAULT_EXTRA_WEIGHT, ge=0)
     # the most recent share of the production samples, held out to evaluate on
     production_eval_fraction: float = Field(DEFAULT_EVAL_FRACTION, gt=0, lt=1)
     # --register: the rollout controller's URL; read the production version there, hand the new

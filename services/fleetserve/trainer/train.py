@@ -26,6 +26,8 @@ from fleetserve.trainer.model import DigitsCNN
 
 DEFAULT_EPOCHS = 25
 DEFAULT_THREADS = 2
+# each production sample is drawn this many times per epoch on average
+DEFAULT_EXTRA_WEIGHT = 5.0
 DEFAULT_AUGMENTATION = Augmentation()
 
 
@@ -69,7 +71,7 @@ def train(
     threads: int = DEFAULT_THREADS,
     augmentation: Augmentation = DEFAULT_AUGMENTATION,
     extra: Extra | None = None,
-    extra_weight: float = 1.0,
+    extra_weight: float = DEFAULT_EXTRA_WEIGHT,
     progress: bool = False,
 ) -> TrainResult:
     """Train a :class:`DigitsCNN` with Adam on ``data.train`` (and ``extra``) and evaluate it.
