@@ -34,7 +34,6 @@ class Thresholds(BaseModel):
     latency_floor_s: float = Field(default=0.005, ge=0)
     latency_quantile: float = Field(default=0.99, gt=0, lt=1)
     min_shadow_agreement: float = Field(default=0.95, ge=0, le=1)
-    max_drift_score: float = Field(default=0.2, ge=0)
     # canary requests (and production requests for a baseline) needed before judging
     min_requests: int = Field(default=50, ge=0)
     # live accuracy (labels from the feedback API, in the quality monitor's window): judged only
@@ -108,8 +107,12 @@ def shadow_query(model: str, version: int, window_s: float, agree: bool | None =
 
 
 def drift_query(model: str, version: int) -> str:
-    """The highest drift score the drift monitor publishes for a version."""
-    return f"max(fleetserve_drift_score{_selector(model=model, version=str(version))})"
+    """Whether the drift monitor's alert is raised for a version (its alert gauge, 0 or 1).
+
+    The monitor owns what drift means (per-test thresholds on PSI, KS, Jensen-Shannon and the
+    confidence drop, sustained over evaluations); the raw scores of different tests are on
+    different scales, so their maximum is no verdict."""
+    return f"max(fleetserve_drift_alert{_selector(model=model, version=str(version))})"
 
 
 def quality_query(metric: str, model: str, version: int) -> str:
@@ -206,13 +209,13 @@ def check_agreement(
     return _result(AGREEMENT, "breach" if share < t.min_shadow_agreement else "pass", text, **values)
 
 
-def check_drift(score: float | None, t: Thresholds) -> GuardrailResult:
-    """The drift monitor's highest score for the version, when it publishes one."""
-    if score is None:
-        return _result(DRIFT, "skipped", "no drift score published")
-    values = {"drift_score": score, "max_drift_score": t.max_drift_score}
-    text = f"drift score {score:.4f} (max {t.max_drift_score:.4f})"
-    return _result(DRIFT, "breach" if score > t.max_drift_score else "pass", text, **values)
+def check_drift(alert: float | None, t: Thresholds) -> GuardrailResult:
+    """The drift monitor's alert for the version, when it publishes one (breach when raised)."""
+    if alert is None:
+        return _result(DRIFT, "skipped", "no drift alert published for this version")
+    raised = alert >= 1.0
+    text = "the drift monitor's alert is raised" if raised else "no drift alert"
+    return _result(DRIFT, "breach" if raised else "pass", text, drift_alert=alert)
 
 
 def check_accuracy(

@@ -1,7 +1,7 @@
 """Settings of `fleetserve rollout`: flags, then `FLEETSERVE_*` environment, then defaults.
 
 Guardrail thresholds and the defaults of automated runs nest: for example
-`FLEETSERVE_GUARDRAILS__MAX_DRIFT_SCORE=0.3` or `FLEETSERVE_AUTO__DWELL_S=30`.
+`FLEETSERVE_GUARDRAILS__MIN_SHADOW_AGREEMENT=0.9` or `FLEETSERVE_AUTO__DWELL_S=30`.
 """
 
 from __future__ import annotations

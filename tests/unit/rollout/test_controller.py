@@ -108,7 +108,7 @@ class FakeMetrics:
             if n is None:
                 return None
             return n * self.shadow_agreement[version or 0] if labels.get("agree") == "true" else n
-        if "fleetserve_drift_score" in promql:
+        if "fleetserve_drift_alert" in promql:
             return self.drift.get(version or 0)
         if "fleetserve_quality_accuracy" in promql:
             return self.accuracy.get(version or 0)
@@ -292,16 +292,16 @@ async def test_shadow_disagreement_rolls_back_before_any_canary(rig: Rig) -> Non
 @pytest.mark.parametrize("phase", ["shadow", "canary"])
 async def test_drift_breach_rolls_back(rig: Rig, phase: str) -> None:
     if phase == "shadow":
-        rig.metrics.drift[2] = 0.5
+        rig.metrics.drift[2] = 1.0
     else:
         # drift appears once traffic reaches the canary at 25 %
         rig.metrics.canary_error_rate = lambda w: (
-            rig.metrics.drift.update({2: 0.5 if w >= 25 else 0.0}) or 0.0
+            rig.metrics.drift.update({2: 1.0 if w >= 25 else 0.0}) or 0.0
         )
     await start_auto(rig)
     await rig.controller.wait(MODEL)
     last = rig.plan.history[-1]
-    assert last.reason == "guardrail:drift" and last.detail["drift_score"] == 0.5
+    assert last.reason == "guardrail:drift" and last.detail["drift_alert"] == 1.0
     assert last.detail["phase"] == phase
     assert rig.plan.production == 1
 
@@ -311,7 +311,7 @@ async def test_no_drift_published_does_not_block(rig: Rig) -> None:
     await start_auto(rig)
     status = await rig.controller.wait(MODEL)
     assert status is not None and status.phase == "promoted"
-    assert any("fleetserve_drift_score" in q for q in rig.metrics.queries)
+    assert any("fleetserve_drift_alert" in q for q in rig.metrics.queries)
 
 
 async def test_metrics_unavailable_holds_then_rolls_back_never_promotes(rig: Rig) -> None:

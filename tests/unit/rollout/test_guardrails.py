@@ -103,9 +103,9 @@ def test_agreement_insufficient_until_min_comparisons() -> None:
 
 def test_drift() -> None:
     assert g.check_drift(None, T).status == "skipped"
-    assert g.check_drift(0.1, T).status == "pass"
-    r = g.check_drift(0.35, g.Thresholds(max_drift_score=0.3))
-    assert r.status == "breach" and r.values == {"drift_score": 0.35, "max_drift_score": 0.3}
+    assert g.check_drift(0.0, T).status == "pass"
+    r = g.check_drift(1.0, T)
+    assert r.status == "breach" and r.values == {"drift_alert": 1.0} and "alert is raised" in r.message
 
 
 def test_accuracy_passes_within_the_allowed_drop_and_breaches_beyond() -> None:
@@ -189,7 +189,7 @@ def test_latency_shadow_and_drift_queries() -> None:
     assert g.shadow_query("m", 3, 120, agree=True) == (
         'sum(increase(fleetserve_shadow_compared_total{model="m",version="3",agree="true"}[120s]))'
     )
-    assert g.drift_query("m", 3) == 'max(fleetserve_drift_score{model="m",version="3"})'
+    assert g.drift_query("m", 3) == 'max(fleetserve_drift_alert{model="m",version="3"})'
 
 
 def test_label_values_are_escaped() -> None:
