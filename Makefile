@@ -9,7 +9,7 @@ EXTRAS := cpu,torch,dev,ray
 # reports line by line: those lines are dropped; anything else, and pip's exit status, is kept.
 pip_install = $(PY) -m pip install -q $(1) 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: run test bench bench-batching proto lint setup system-deps clean-venv
+.PHONY: run test bench bench-batching loadtest proto lint setup system-deps clean-venv
 
 ## setup: the virtual environment with fleetserve and everything its tests need
 setup: system-deps $(STAMP)
@@ -42,18 +42,38 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*; touch $@; \
 	echo "== setup took $$(( $$(date +%s) - start )) s"
 
-## run: serve the default model repository (digits) on REST 8000, gRPC 8001, metrics 8002
+## run: the local cluster on the default repository (fleetserve up): nginx on REST 8000 / gRPC 8001
+## in front of one replica per core, Redis, Prometheus 9090 and the sidecars; it prints the URLs.
+## Without nginx / Redis / Prometheus it serves one replica on 8000 / 8001 / 8002 and says so.
 run: setup
-	$(VENV)/bin/fleetserve serve --model-repository $(REPO)
+	$(VENV)/bin/fleetserve up --model-repository $(REPO)
 
 ## test: the whole suite
 test: setup
 	$(PY) -m pytest -q
 
-## bench: the benchmarks (served vs raw onnxruntime; batch policies), not part of the suite
+## bench: the benchmarks (served vs raw onnxruntime; batch policies; 1 vs 2 replicas behind nginx),
+## not part of the suite
 bench: setup
 	$(PY) -m loadtests.bench
 	$(PY) -m loadtests.batching
+	$(PY) -m loadtests.cluster_bench
+
+## loadtest: Locust (loadtests/locustfile.py) headless for LOADTEST_TIME against a running cluster
+## (start it first with make run); the HTML report goes to LOADTEST_REPORT
+LOADTEST_HOST ?= http://127.0.0.1:8000
+LOADTEST_USERS ?= 12
+LOADTEST_TIME ?= 60s
+LOADTEST_REPORT ?= .bench/loadtest/report.html
+loadtest: setup
+	@$(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" \
+	  $(LOADTEST_HOST)/v2/health/ready 2>/dev/null \
+	  || { echo "== nothing ready at $(LOADTEST_HOST): start the cluster first (make run)"; exit 1; }
+	@mkdir -p $(dir $(LOADTEST_REPORT))
+	$(VENV)/bin/locust -f loadtests/locustfile.py --headless -u $(LOADTEST_USERS) -r $(LOADTEST_USERS) \
+	  -t $(LOADTEST_TIME) --stop-timeout 10 --host $(LOADTEST_HOST) --only-summary \
+	  --html $(LOADTEST_REPORT) --csv $(basename $(LOADTEST_REPORT))
+	@echo "== Locust report: $(LOADTEST_REPORT)"
 
 ## bench-batching: the batch policies under closed- and open-loop load (loadtests/batching.py)
 bench-batching: setup
