@@ -173,3 +173,7 @@ def test_upstream_going_away(upstream_repo: Path, tmp_path: Path, images: np.nda
                 doubled = _infer(kind, gateway, "local_double", "x", x, "FP32").as_numpy("y")
                 np.testing.assert_array_equal(doubled, x * 2)
             assert gateway.alive()
+            # The failed calls put the channel in TRANSIENT_FAILURE: the model is not ready.
+            client = thttp.InferenceServerClient(gateway.http_url)
+            assert not client.is_model_ready("digits")
+            assert client.is_model_ready("local_double")

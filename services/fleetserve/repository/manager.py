@@ -149,12 +149,14 @@ class ModelManager:
         return [sv for name in sorted(self._models) for sv in self.served_versions(name)]
 
     def is_ready(self, name: str, version: str = "") -> bool:
-        """Whether a model (version) would serve a request now."""
+        """Whether a model (version) would serve a request now (a runtime with a `healthy()`
+        check, such as the remote runtime, must also answer True)."""
         try:
-            self.resolve(name, version)
+            served = self.resolve(name, version)
         except FleetError:
             return False
-        return True
+        healthy = getattr(served.runtime, "healthy", None)
+        return bool(healthy()) if callable(healthy) else True
 
     def all_ready(self) -> bool:
         """Every model the manager is asked to serve has a serving version."""

@@ -68,6 +68,7 @@ class RemoteRuntime:
         self._inputs: list[TensorSpec] = []
         self._outputs: list[TensorSpec] = []
         self._infer: Any = None
+        self._state: grpc.ChannelConnectivity | None = None
 
     @classmethod
     def from_config(cls, config: mc.ModelConfig, default_model: str) -> RemoteRuntime:
@@ -109,6 +110,7 @@ class RemoteRuntime:
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
         )
+        self._channel.subscribe(self._on_state, try_to_connect=True)
         try:
             meta = self._call(
                 "ModelMetadata",
@@ -163,10 +165,22 @@ class RemoteRuntime:
             for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
         }
 
+    def _on_state(self, state: grpc.ChannelConnectivity) -> None:
+        self._state = state
+
+    def healthy(self) -> bool:
+        """Whether the upstream is reachable: False while the channel is in TRANSIENT_FAILURE
+        (gRPC keeps reconnecting with backoff, so this turns True again when it is back)."""
+        return self._channel is not None and self._state not in (
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        )
+
     def unload(self) -> None:
         """Close the channel."""
         self._infer = None
         if self._channel is not None:
+            self._channel.unsubscribe(self._on_state)
             self._channel.close()
             self._channel = None
 
