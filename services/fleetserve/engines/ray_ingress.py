@@ -72,7 +72,7 @@ class Gateway:
             router=Router(self.plans),
             predlog=self.predlog,
         )
-        self.rest = RestApp(self.dataplane, s.max_request_bytes)
+        self.rest = RestApp(self.dataplane, s.max_request_bytes, cors_origins=s.cors_origins)
         self.servicer = InferenceServicer(self.dataplane)
         self._httpd: Any = None
         if s.metrics_port:
