@@ -63,6 +63,10 @@ def test_metadata_records_the_run(metadata: dict) -> None:
     assert metadata["metrics"]["test_accuracy"] >= 0.95
     assert [t["name"] for t in metadata["inputs"]] == ["image"]
     assert [t["name"] for t in metadata["outputs"]] == ["probabilities"]
+    # no production data: the drift reference describes the held-out split, not the training one
+    profile = metadata["reference_profile"]
+    assert profile["source"] == "held-out"
+    assert profile["items"] == len(digits.validation) + len(digits.test)
 
 
 def test_onnxruntime_reproduces_the_recorded_test_accuracy(

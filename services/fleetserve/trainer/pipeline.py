@@ -136,8 +136,10 @@ def run(
     if not decision.passed:
         raise GateRefused(decision)
 
-    training_inputs = _training_inputs(dataset, production)
-    profile = _reference_profile(training_inputs, evaluate.probabilities(candidate_session, training_inputs))
+    reference_inputs, reference_source = _reference_inputs(dataset, production, reason)
+    reference_probabilities = evaluate.probabilities(candidate_session, reference_inputs)
+    profile = _reference_profile(reference_inputs, reference_probabilities)
+    profile["source"] = reference_source
     metrics: dict[str, float] = {"validation_accuracy": result.validation_accuracy, **candidate}
     for key, value in (parent_metrics or {}).items():
         metrics[f"parent_{key}"] = value
@@ -215,12 +217,24 @@ def _production(folder: Path | None, model: str, eval_fraction: float) -> Produc
     return production
 
 
-def _training_inputs(dataset: digits_data.DigitsData, production: ProductionData | None) -> np.ndarray:
-    """The training inputs, unaugmented: the bundled split and the production training part."""
-    parts = [dataset.train.images]
-    if production is not None and len(production.train):
-        parts.append(production.train.images)
-    return np.concatenate(parts).astype(np.float32, copy=False)
+def _reference_inputs(
+    dataset: digits_data.DigitsData, production: ProductionData | None, reason: str
+) -> tuple[np.ndarray, str]:
+    """The inputs the new version's drift reference describes: the traffic it is expected to see.
+
+    Retrained because of drift (with production rows): the recent production inputs, which are
+    the new normal; a reference of the old data would raise the drift alert for the new version
+    on the very traffic it was trained for. Otherwise the held-out split (validation + test),
+    with any production rows: the training split itself is what the model fits best, so its
+    confidences are higher than on unseen data, and a reference built on it would show a
+    standing confidence drift on clean traffic.
+    """
+    splits = () if production is None else (production.train, production.evaluation)
+    rows = [split.images for split in splits if len(split)]
+    if reason == "drift" and rows:
+        return np.concatenate(rows).astype(np.float32, copy=False), "production"
+    parts = [dataset.validation.images, dataset.test.images, *rows]
+    return np.concatenate(parts).astype(np.float32, copy=False), "held-out" + ("+production" if rows else "")
 
 
 def _reference_profile(images: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
