@@ -18,19 +18,12 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
-from fleetserve.common.metrics import GatewayMetrics
 from fleetserve.common.settings import ServeSettings
-from fleetserve.gateway.dataplane import DataPlane
 from fleetserve.gateway.grpc import SERVICE, InferenceServicer, generic_handler
 from fleetserve.gateway.rest import RestApp
-from fleetserve.predlog.log import prediction_log
-from fleetserve.repository.manager import ModelManager
-from fleetserve.repository.version import ServedVersion
-from fleetserve.rollout.router import Router
-from fleetserve.rollout.stores import plan_store
-from fleetserve.runtimes.base import RuntimeOptions
 
 from .ports import PortTaken, bind, check_free
+from .wiring import build_gateway
 
 log = logging.getLogger(__name__)
 
@@ -44,71 +37,20 @@ class BoundPorts:
     metrics: int
 
 
-def _batch_recorder(metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
-    children: dict[tuple[str, str], tuple] = {}  # type: ignore[type-arg]
-
-    def record(sv: ServedVersion, report) -> None:  # type: ignore[no-untyped-def]
-        key = (sv.name, sv.version_str)
-        found = children.get(key)
-        if found is None:
-            found = (
-                metrics.batch_size.labels(*key),
-                metrics.queue_duration.labels(*key),
-                metrics.compute_duration.labels(*key),
-                metrics.queue_depth.labels(*key),
-                metrics.batch_latency.labels(*key, "per_row"),
-                metrics.batch_latency.labels(*key, "fixed"),
-            )
-            children[key] = found
-        batch, queue, compute, depth, per_row, fixed = found
-        batch.observe(report.rows)
-        for q in report.queue_seconds:
-            queue.observe(q)
-        compute.observe(report.compute_seconds)
-        depth.set(sv.batcher.depth)
-        per_row.set(sv.batcher.latency.a)
-        fixed.set(sv.batcher.latency.b)
-
-    return record
-
-
 class LocalServer:
     """A gateway replica in this process."""
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.metrics = GatewayMetrics()
-        options = RuntimeOptions(
-            intra_op_threads=settings.intra_op_threads,
-            inter_op_threads=settings.inter_op_threads,
-            torch_threads=settings.torch_threads,
-        )
-        self.plans = plan_store(settings.redis_url, settings.model_repository)
-        self.manager = ModelManager(
-            settings.model_repository,
-            options,
-            default_max_batch_size=settings.default_max_batch_size,
-            on_batch=_batch_recorder(self.metrics),
-            on_ready=lambda m, v, ok: self.metrics.model_ready.labels(m, v).set(1 if ok else 0),
-            inline_below_s=settings.inline_compute_us / 1e6,
-            pinned=self._plan_versions,
-        )
-        self.predlog = prediction_log(settings.redis_url, settings.data_dir, self.metrics.registry)
-        self.dataplane = DataPlane(
-            self.manager,
-            self.metrics,
-            admin_token=settings.token(),
-            control_mode=settings.model_control_mode,
-            router=Router(self.plans),
-            predlog=self.predlog,
-        )
+        parts = build_gateway(settings, inline_below_s=settings.inline_compute_us / 1e6)
+        self.metrics = parts.metrics
+        self.plans = parts.plans
+        self.manager = parts.manager
+        self.predlog = parts.predlog
+        self.dataplane = parts.dataplane
         self._stop = asyncio.Event()
         self.ports: BoundPorts | None = None
         self.started = asyncio.Event()
-
-    def _plan_versions(self, model: str) -> set[int]:
-        plan = self.plans.get(model)
-        return plan.versions() if plan is not None else set()
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -19,22 +19,15 @@ from prometheus_client import start_http_server
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fleetserve.common.metrics import GatewayMetrics
 from fleetserve.common.settings import ServeSettings
-from fleetserve.gateway.dataplane import DataPlane
 from fleetserve.gateway.errors import GRPC_STATUS
 from fleetserve.gateway.grpc import InferenceServicer, _Undecodable
 from fleetserve.gateway.rest import RestApp
-from fleetserve.predlog.log import prediction_log
 from fleetserve.protocol.errors import FleetError
-from fleetserve.repository.manager import ModelManager
-from fleetserve.rollout.router import Router
-from fleetserve.rollout.stores import plan_store
-from fleetserve.runtimes.base import RuntimeOptions
 
-from .local import _batch_recorder
 from .ray_grpc import RayContext, health_answer
 from .ray_version import APP_PREFIX, RayPlacement
+from .wiring import build_gateway
 
 log = logging.getLogger(__name__)
 INGRESS_APP = "fleetserve"
@@ -45,33 +38,14 @@ class Gateway:
 
     async def __init__(self, settings: dict[str, Any], replica_cpus: float) -> None:  # type: ignore[misc]
         s = self.settings = ServeSettings(**settings)
-        self.metrics = GatewayMetrics()
         _delete_orphans()
-        options = RuntimeOptions(
-            intra_op_threads=s.intra_op_threads,
-            inter_op_threads=s.inter_op_threads,
-            torch_threads=s.torch_threads,
-            placement=RayPlacement(replica_cpus),
-        )
-        self.plans = plan_store(s.redis_url, s.model_repository)
-        self.manager = ModelManager(
-            s.model_repository,
-            options,
-            default_max_batch_size=s.default_max_batch_size,
-            on_batch=_batch_recorder(self.metrics),
-            on_ready=lambda m, v, ok: self.metrics.model_ready.labels(m, v).set(1 if ok else 0),
-            inline_below_s=0.0,  # a batch waits on another process: never on the event loop
-            pinned=self._plan_versions,
-        )
-        self.predlog = prediction_log(s.redis_url, s.data_dir, self.metrics.registry)
-        self.dataplane = DataPlane(
-            self.manager,
-            self.metrics,
-            admin_token=s.token(),
-            control_mode=s.model_control_mode,
-            router=Router(self.plans),
-            predlog=self.predlog,
-        )
+        # a batch waits on another process: never on the event loop
+        parts = build_gateway(s, inline_below_s=0.0, placement=RayPlacement(replica_cpus))
+        self.metrics = parts.metrics
+        self.plans = parts.plans
+        self.manager = parts.manager
+        self.predlog = parts.predlog
+        self.dataplane = parts.dataplane
         self.rest = RestApp(self.dataplane, s.max_request_bytes, cors_origins=s.cors_origins)
         self.servicer = InferenceServicer(self.dataplane)
         self._httpd: Any = None
@@ -89,10 +63,6 @@ class Gateway:
             asyncio.get_running_loop().create_task(self._poll()) if s.model_control_mode == "poll" else None
         )
         self.serving = True
-
-    def _plan_versions(self, model: str) -> set[int]:
-        plan = self.plans.get(model)
-        return plan.versions() if plan is not None else set()
 
     async def _poll(self) -> None:
         while True:
