@@ -52,6 +52,7 @@ def front_lines(cluster: Cluster) -> list[str]:
     """Where clients go."""
     p = cluster.ports
     lines = [
+        f"page     {p.url(p.http, '/')}   (upload an image or draw a digit)",
         f"REST     {p.url(p.http, '/v2')}   (infer: POST /v2/models/<model>/infer)",
         f"gRPC     {p.address(p.grpc)}   (inference.GRPCInferenceService)",
     ]

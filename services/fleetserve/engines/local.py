@@ -137,6 +137,7 @@ class LocalServer:
         models = ", ".join(f"{sv.name} v{sv.version}" for sv in self.manager.all_served()) or "none"
         print(
             f"fleetserve serving {models}\n"
+            f"  page     http://{host}:{self.ports.http}/   (upload an image or draw a digit)\n"
             f"  REST     http://{host}:{self.ports.http}/v2   (infer: POST /v2/models/<model>/infer)\n"
             f"  gRPC     {host}:{self.ports.grpc}   (inference.GRPCInferenceService)\n"
             f"  metrics  http://{host}:{self.ports.metrics}/metrics",
