@@ -9,7 +9,7 @@ EXTRAS := cpu,torch,dev,ray
 # reports line by line: those lines are dropped; anything else, and pip's exit status, is kept.
 pip_install = $(PY) -m pip install -q $(1) 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; test $${PIPESTATUS[0]} -eq 0
 
-.PHONY: run test bench bench-batching loadtest proto lint setup system-deps clean-venv
+.PHONY: run test bench bench-batching loadtest demo proto lint setup system-deps clean-venv
 
 ## setup: the virtual environment with fleetserve and everything its tests need
 setup: system-deps $(STAMP)
@@ -78,6 +78,12 @@ loadtest: setup
 ## bench-batching: the batch policies under closed- and open-loop load (loadtests/batching.py)
 bench-batching: setup
 	$(PY) -m loadtests.batching
+
+## demo: issue 6's continuous-training loop end to end (loadtests/ct_loop.py), on free loopback
+## ports in a temporary folder: clean then inverted digits, drift alarm, retraining on the labelled
+## drifted traffic, automated shadow / canary / promote; prints the report (the e2e test runs --short)
+demo: setup
+	$(PY) -m loadtests.ct_loop
 
 ## proto: regenerate services/fleetserve/wire from proto/
 proto: setup

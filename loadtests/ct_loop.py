@@ -47,7 +47,7 @@ import numpy as np
 from fleetserve.trainer import data as digits_data
 from fleetserve.trainer.augment import invert
 from loadtests import ct_parts as parts
-from loadtests.ct_observe import Controller, Monitor, Stages
+from loadtests.ct_observe import Controller, Monitor, Stages, prometheus_value
 from loadtests.ct_traffic import Client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,8 @@ class Report:
     stage_notes: dict[str, str] = field(default_factory=dict)
     v2_history: list[dict[str, Any]] = field(default_factory=list)
     v2_metadata: dict[str, Any] = field(default_factory=dict)
+    shadow_compared: float | None = None  # v2's shadow comparisons with v1 (gateway counter)
+    shadow_agreement: float | None = None
     guardrails: dict[str, list[str]] = field(default_factory=dict)  # the last verdicts seen per phase
     auto_phase: str | None = None
     auto_message: str = ""
@@ -369,6 +371,7 @@ class Loop:
         for row in status.get("versions") or []:
             if row.get("version") == 2:
                 self.report.v2_metadata = _metadata_summary(row.get("metadata") or {})
+        self._shadow_figures()
         if self.report.outcome != "promoted":
             return
         self.report.promoted_version = plan.get("production")
@@ -379,6 +382,17 @@ class Loop:
             acc, versions = self.client.accuracy(invert(self.test_images), self.test_labels)
         self.report.promoted_inverted_test_accuracy = acc
         self.report.served_after = sorted(versions)
+
+    def _shadow_figures(self) -> None:
+        """v2's shadow comparisons and agreement with v1, from Prometheus."""
+        base = parts.url(self.ports.prometheus)
+        compared = prometheus_value(base, 'sum(fleetserve_shadow_compared_total{model="digits",version="2"})')
+        agreed = prometheus_value(
+            base, 'sum(fleetserve_shadow_compared_total{model="digits",version="2",agree="true"})'
+        )
+        self.report.shadow_compared = compared
+        if compared:
+            self.report.shadow_agreement = (agreed or 0.0) / compared
 
     # --- the whole run -----------------------------------------------------------------------
 
@@ -464,6 +478,10 @@ def render(report: Report) -> str:
     for stage, t in r.stages.items():
         note = f"  [{r.stage_notes[stage]}]" if stage in r.stage_notes else ""
         lines.append(f"  {stage:<18} {t:8.1f}{note}")
+    if r.shadow_compared:
+        lines.append(
+            f"shadow: {r.shadow_compared:.0f} comparisons of v2 with v1, agreement {r.shadow_agreement:.4f}"
+        )
     for phase, verdicts in r.guardrails.items():
         lines.append(f"guardrails at {phase} (last seen):")
         lines += [f"  {v}" for v in verdicts]

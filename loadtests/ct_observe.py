@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,13 @@ class Stages:
                 self.mark("promoted", float(t["time"]), f"by {t.get('actor')} ({t.get('reason')})")
             elif to == "rolled_back":
                 self.mark("rolled_back", float(t["time"]), f"{t.get('reason')}: {detail.get('message', '')}")
+
+
+def prometheus_value(base_url: str, query: str) -> float | None:
+    """The value of an instant PromQL query with one result (None when it has none)."""
+    answer = json.loads(_get(f"{base_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"))
+    result = answer.get("data", {}).get("result") or []
+    return float(result[0]["value"][1]) if result else None
 
 
 def reachable(url: str) -> bool:
