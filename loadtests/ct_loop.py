@@ -358,6 +358,8 @@ class Loop:
         phase, weight, results = auto.get("phase"), auto.get("weight"), auto.get("results") or []
         if auto.get("version") != 2 or not results or phase not in ("shadow", "canary"):
             return
+        if not any(r["status"] in ("pass", "breach") for r in results):
+            return  # still waiting for evidence (the verdicts that let it go on come right before)
         key = f"canary_{weight:g}" if phase == "canary" and isinstance(weight, int | float) else str(phase)
         self.report.guardrails[key] = [f"{r['name']} {r['status']}: {r['message']}" for r in results]
 
