@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,115 +48,18 @@ import numpy as np
 from fleetserve.trainer import data as digits_data
 from fleetserve.trainer.augment import invert
 from loadtests import ct_parts as parts
+from loadtests.ct_config import FULL, SHORT, LoopConfig
 from loadtests.ct_observe import Controller, Monitor, Stages, prometheus_value
+from loadtests.ct_report import Report, metadata_summary, render
 from loadtests.ct_traffic import Client
+
+__all__ = ["FULL", "SHORT", "Loop", "LoopConfig", "LoopFailed", "Report", "main", "render", "run"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DIGITS = PROJECT_ROOT / "model_repository" / "digits"
 MODEL = "digits"
 ALARM_STEP = 10  # drifted requests between two looks at the alarm
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """How the loop runs (`FULL` and `SHORT` below)."""
-
-    clean_requests: int = 500
-    label_share: float = 0.8  # of the drifted requests labelled through the feedback API
-    label_delay_s: float = 0.5
-    rate: float = 60.0  # requests per second at most (the machine also trains and rolls out)
-    max_requests_to_alarm: int = 2000  # the loop gives up without an alarm after this many
-    min_rows: int = 1000  # labelled drifted rows the trainer waits for
-    epochs: int = 25
-    threads: int = 2
-    retrain_after_s: float = 5.0
-    timeout_s: float = 900.0  # from the first drifted request to the promotion
-    poll_s: float = 0.5  # how often the loop reads the monitor and the controller
-    auto: dict[str, Any] = field(
-        default_factory=lambda: {
-            "steps": [5, 25, 50, 100],
-            "shadow_requests": 100,
-            "dwell_s": 20,
-            "poll_s": 2,
-            "timeout_s": 120,
-            "window_s": 30,
-            "baseline_window_s": 120,
-        }
-    )
-    guardrails: dict[str, Any] = field(
-        default_factory=lambda: {
-            "min_requests": 30,
-            # A drift retrain is made to disagree with production where production is wrong:
-            # v1 gets no inverted digit right, so v2 agrees with it on ~10 % of them. Agreement
-            # with a failing production is no verdict here; live accuracy on the labels is.
-            "min_shadow_agreement": 0.0,
-        }
-    )
-
-
-FULL = LoopConfig()
-SHORT = replace(
-    FULL,
-    clean_requests=300,
-    epochs=20,
-    retrain_after_s=1.0,
-    timeout_s=200.0,
-    rate=80.0,
-    auto={
-        "steps": [50, 100],
-        "shadow_requests": 50,
-        "dwell_s": 4,
-        "poll_s": 1,
-        "timeout_s": 45,
-        "window_s": 5,
-        "baseline_window_s": 60,
-    },
-    guardrails={"min_requests": 15, "min_shadow_agreement": 0.0},
-)
-
-
-@dataclass
-class Report:
-    """What the loop measured."""
-
-    clean_requests: int = 0
-    clean_alarm: bool = False  # an alarm during the clean traffic (there must be none)
-    drifted_requests_to_alarm: int | None = None
-    drifted_requests: int = 0
-    requests: int = 0  # every inference request of the loop, evaluation included
-    failed_requests: int = 0
-    failures: list[str] = field(default_factory=list)
-    labels_accepted: int = 0
-    labels_lost: int = 0
-    v1_clean_test_accuracy: float | None = None
-    v1_inverted_test_accuracy: float | None = None
-    promoted_version: int | None = None
-    promoted_inverted_test_accuracy: float | None = None
-    served_after: list[str] = field(default_factory=list)
-    stages: dict[str, float] = field(default_factory=dict)  # seconds since the first drifted request
-    stage_notes: dict[str, str] = field(default_factory=dict)
-    v2_history: list[dict[str, Any]] = field(default_factory=list)
-    v2_metadata: dict[str, Any] = field(default_factory=dict)
-    shadow_compared: float | None = None  # v2's shadow comparisons with v1 (gateway counter)
-    shadow_agreement: float | None = None
-    guardrails: dict[str, list[str]] = field(default_factory=dict)  # the last verdicts seen per phase
-    auto_phase: str | None = None
-    auto_message: str = ""
-    retrain_exit: int | None = None
-    outcome: str = "not run"  # promoted, rolled_back, timed out, ...
-    wall_s: float = 0.0
-    processes_left: list[str] = field(default_factory=list)
-    logs: str = ""
-
-    def ok(self) -> bool:
-        """The loop's acceptance: promoted, on time, accurate, nothing failed."""
-        return (
-            self.outcome == "promoted"
-            and self.failed_requests == 0
-            and self.promoted_inverted_test_accuracy is not None
-            and self.v1_clean_test_accuracy is not None
-            and self.promoted_inverted_test_accuracy >= self.v1_clean_test_accuracy - 0.02
-        )
+CANDIDATE = 2  # the version the trainer publishes next to v1
 
 
 class LoopFailed(RuntimeError):
@@ -207,7 +111,7 @@ class Loop:
         self._order: list[int] = []
         self._next_send = 0.0
         self._drift_t0 = 0.0
-        self._items_logged = 0  # items sent to the production route of v1 before the alarm
+        self._items_logged = 0  # items v1 answered before the drifted traffic (clean, clean test)
 
     # --- parts -------------------------------------------------------------------------------
 
@@ -220,7 +124,10 @@ class Loop:
             w, p, self.repo, redis_url, retrain_command(self.repo, self.predlog, controller, c),
             c.retrain_after_s, refresh_s=0.2,
         )  # fmt: skip
-        drift.env["PYTHONPATH"] = str(PROJECT_ROOT)  # the retrain command's `-m loadtests.ct_retrain`
+        # the retrain command's `-m loadtests.ct_retrain`, from any working folder
+        drift.env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), drift.env.get("PYTHONPATH")])
+        )
         order = [
             parts.redis_part(w, p),
             parts.gateway_part(w, p, self.repo, redis_url, poll_s=0.5),
@@ -338,13 +245,17 @@ class Loop:
             elif was_retraining or (self.stages.seen("retrain_started") and self.stages.seen("v2_published")):
                 self.stages.mark("retrain_finished")
             status = self.controller.status()
-            self.stages.from_controller(status, 2)
+            self.stages.from_controller(status, CANDIDATE)
             auto = status.get("auto") or {}
             self._note_guardrails(auto)
             if self.stages.seen("promoted"):
                 self.report.outcome = "promoted"
                 return
-            if auto.get("version") == 2 and auto.get("phase") in ("rolled_back", "cancelled", "failed"):
+            if auto.get("version") == CANDIDATE and auto.get("phase") in (
+                "rolled_back",
+                "cancelled",
+                "failed",
+            ):
                 self.report.outcome = str(auto["phase"])
                 return
             if self.stages.seen("retrain_finished") and not self.stages.seen("v2_published"):
@@ -356,7 +267,7 @@ class Loop:
         """The automated run's phase, message and latest guardrail verdicts (kept per phase)."""
         self.report.auto_phase, self.report.auto_message = auto.get("phase"), auto.get("message", "")
         phase, weight, results = auto.get("phase"), auto.get("weight"), auto.get("results") or []
-        if auto.get("version") != 2 or not results or phase not in ("shadow", "canary"):
+        if auto.get("version") != CANDIDATE or not results or phase not in ("shadow", "canary"):
             return
         if not any(r["status"] in ("pass", "breach") for r in results):
             return  # still waiting for evidence (the verdicts that let it go on come right before)
@@ -367,12 +278,12 @@ class Loop:
         """The labels still held back, and what the gateway serves on the inverted test split."""
         self.client.send_due_labels(flush=True)
         status = self.controller.status()
-        self.stages.from_controller(status, 2)
+        self.stages.from_controller(status, CANDIDATE)
         plan = status.get("plan") or {}
-        self.report.v2_history = [t for t in plan.get("history") or [] if t.get("version") == 2]
+        self.report.v2_history = [t for t in plan.get("history") or [] if t.get("version") == CANDIDATE]
         for row in status.get("versions") or []:
-            if row.get("version") == 2:
-                self.report.v2_metadata = _metadata_summary(row.get("metadata") or {})
+            if row.get("version") == CANDIDATE:
+                self.report.v2_metadata = metadata_summary(row.get("metadata") or {})
         self._shadow_figures()
         if self.report.outcome != "promoted":
             return
@@ -388,10 +299,9 @@ class Loop:
     def _shadow_figures(self) -> None:
         """v2's shadow comparisons and agreement with v1, from Prometheus."""
         base = parts.url(self.ports.prometheus)
-        compared = prometheus_value(base, 'sum(fleetserve_shadow_compared_total{model="digits",version="2"})')
-        agreed = prometheus_value(
-            base, 'sum(fleetserve_shadow_compared_total{model="digits",version="2",agree="true"})'
-        )
+        series = f'fleetserve_shadow_compared_total{{model="{MODEL}",version="{CANDIDATE}"'
+        compared = prometheus_value(base, f"sum({series}}})")
+        agreed = prometheus_value(base, f'sum({series},agree="true"}})')
         self.report.shadow_compared = compared
         if compared:
             self.report.shadow_agreement = (agreed or 0.0) / compared
@@ -449,16 +359,6 @@ class Loop:
             r.logs = "\n".join(f"---- {p.name}\n{p.log_tail(2500)}" for p in self.parts)
 
 
-def _metadata_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    """The parts of v2's metadata.json the report shows."""
-    keep = ("reason", "parent_version", "production_version", "duration_seconds", "training_seconds")
-    summary = {k: meta.get(k) for k in keep if k in meta}
-    summary["metrics"] = meta.get("metrics", {})
-    rows = meta.get("production_data") or {}
-    summary["production_rows"] = {k: rows.get(k) for k in ("rows_read", "train_rows", "evaluation_rows")}
-    return summary
-
-
 def run(config: LoopConfig, work: Path | None = None, out: Any = print) -> Report:
     """Run the loop in `work` (a new temporary folder, removed afterwards, when None)."""
     if work is not None:
@@ -466,50 +366,6 @@ def run(config: LoopConfig, work: Path | None = None, out: Any = print) -> Repor
         return Loop(config, work, out).run()
     with tempfile.TemporaryDirectory(prefix="fleetserve-ct-") as tmp:
         return Loop(config, Path(tmp), out).run()
-
-
-def render(report: Report) -> str:
-    """The report as text."""
-    r = report
-    lines = [f"outcome: {r.outcome}  (wall time {r.wall_s:.0f} s)"]
-    lines.append(
-        f"clean requests: {r.clean_requests}, alarm during clean traffic: {'yes' if r.clean_alarm else 'no'}"
-    )
-    lines.append(f"drift alarm after {r.drifted_requests_to_alarm} inverted requests")
-    lines.append("stages (seconds since the first inverted request):")
-    for stage, t in r.stages.items():
-        note = f"  [{r.stage_notes[stage]}]" if stage in r.stage_notes else ""
-        lines.append(f"  {stage:<18} {t:8.1f}{note}")
-    if r.shadow_compared:
-        lines.append(
-            f"shadow: {r.shadow_compared:.0f} comparisons of v2 with v1, agreement {r.shadow_agreement:.4f}"
-        )
-    for phase, verdicts in r.guardrails.items():
-        lines.append(f"guardrails at {phase} (last seen):")
-        lines += [f"  {v}" for v in verdicts]
-    if r.v2_metadata:
-        m = r.v2_metadata
-        lines.append(
-            f"v2: reason {m.get('reason')}, parent v{m.get('parent_version')}, trained in "
-            f"{m.get('training_seconds', 0):.1f} s (run {m.get('duration_seconds', 0):.1f} s), "
-            f"production rows {m.get('production_rows')}"
-        )
-    acc = {
-        "v1 on clean test": r.v1_clean_test_accuracy,
-        "v1 on inverted test": r.v1_inverted_test_accuracy,
-        f"v{r.promoted_version} (promoted) on inverted test": r.promoted_inverted_test_accuracy,
-    }
-    lines += [f"accuracy {k}: {v:.4f}" if v is not None else f"accuracy {k}: -" for k, v in acc.items()]
-    lines.append(
-        f"requests: {r.requests} ({r.drifted_requests} inverted), failed: {r.failed_requests}; "
-        f"labels accepted {r.labels_accepted}, lost {r.labels_lost}"
-    )
-    lines += [f"  failure: {f}" for f in r.failures]
-    if r.auto_phase and r.outcome != "promoted":
-        lines.append(f"automated rollout: {r.auto_phase}: {r.auto_message}")
-    if r.processes_left:
-        lines.append(f"processes left running: {', '.join(r.processes_left)}")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
