@@ -3,10 +3,12 @@
 Fitted by least squares over the most recent batches (a sliding window), with running sums
 so that an update costs O(1). Until `warmup` batches are seen it predicts nothing.
 
-The fit is a mean; deadlines are about the tail. The model also keeps, over the same window,
-how much longer than predicted recent batches took (observed / predicted) and offers a
-`margin`: that ratio's high quantile (the 99th percentile by default), which admission and
-batch sizing multiply their predictions by. On a quiet machine the margin is close to 1; on a
+The fit is a mean; deadlines are about the tail. The model also keeps, over the most recent
+`margin_window` batches (shorter than the fit's window, so that the margin falls back soon after
+a busy spell: measured, a 128-batch margin kept refusing for seconds after an overload ended),
+how much longer than predicted they took (observed / predicted) and offers a `margin`: that
+ratio's high quantile (the 99th percentile by default), which admission and batch sizing
+multiply their predictions by. On a quiet machine the margin is close to 1; on a
 busy one (a core shared with decoding, other processes) it grows, and the batcher admits less
 instead of answering late.
 """
@@ -27,6 +29,7 @@ class LatencyModel:
         quantile: float = 0.99,
         max_margin: float = 2.0,
         margin_every: int = 8,
+        margin_window: int = 32,
     ) -> None:
         self._points: collections.deque[tuple[float, float]] = collections.deque()
         self._window = window
@@ -34,7 +37,7 @@ class LatencyModel:
         self._sn = self._st = self._snn = self._snt = 0.0
         self.a = 0.0
         self.b = 0.0
-        self._ratios: collections.deque[float] = collections.deque(maxlen=window)
+        self._ratios: collections.deque[float] = collections.deque(maxlen=min(window, margin_window))
         self._quantile = quantile
         self._max_margin = max_margin
         self._margin_every = max(1, margin_every)
