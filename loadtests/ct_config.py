@@ -33,17 +33,10 @@ class LoopConfig:
             "baseline_window_s": 120,
         }
     )
-    guardrails: dict[str, Any] = field(
-        default_factory=lambda: {
-            "min_requests": 30,
-            # A drift retrain is made to disagree with production where production is wrong: v1
-            # gets no inverted digit right, and v2 agreed with it on none of its 100+ shadow
-            # comparisons (the report shows the figure), so the default 0.95 rolls it back in
-            # shadow. Agreement with a failing production is no verdict; the canary's live
-            # accuracy on the labels (a guardrail kept at its default) is.
-            "min_shadow_agreement": 0.0,
-        }
-    )
+    # Shadow agreement is not relaxed here: the trainer hands a drift retrain over with
+    # judge_agreement off and require_accuracy on (v1 gets no inverted digit right, so v2 agrees
+    # with it on none; the canary's live accuracy on the labels is the verdict).
+    guardrails: dict[str, Any] = field(default_factory=lambda: {"min_requests": 30})
 
 
 FULL = LoopConfig()
@@ -63,5 +56,5 @@ SHORT = replace(
         "window_s": 5,
         "baseline_window_s": 60,
     },
-    guardrails={"min_requests": 15, "min_shadow_agreement": 0.0},
+    guardrails={"min_requests": 15},
 )

@@ -3,9 +3,10 @@ and the promotion.
 
 In a temporary folder, on free loopback ports: Redis, `fleetserve serve` on a copy of digits v1
 (repository polled, every prediction logged with its input tensor), the predlog writer, the
-drift / quality monitor (its retrain command: `loadtests/ct_retrain.py`, then `fleetserve train
---reason drift --register CONTROLLER`), the rollout controller (plans in Redis, guardrails from
-Prometheus) and Prometheus. v1 is pinned as production, then a bounded client loop sends:
+drift / quality monitor (its retrain command: `fleetserve train --reason drift --register
+CONTROLLER --min-production-rows N`, which waits for the labelled rows, pins v1 as production
+before it publishes v2, and hands v2 over without judging shadow agreement), the rollout
+controller (plans in Redis, guardrails from Prometheus) and Prometheus. A bounded client loop sends:
 
 1. clean digits (train + validation splits), and v1's clean test split for its accuracy;
 2. inverted digits of the same splits, `label_share` of them labelled through `POST /v2/feedback`
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -78,15 +78,14 @@ def repository_with_v1(root: Path) -> Path:
 
 
 def retrain_command(repo: Path, predlog: Path, controller: str, config: LoopConfig) -> list[str]:
-    """The drift monitor's retrain command: wait for the labelled rows, then train and register."""
-    trainer = parts.fleetserve(
+    """The drift monitor's retrain command: the trainer, which waits for the labelled rows (they
+    arrive after the predictions, through feedback), then trains, gates and registers."""
+    return parts.fleetserve(
         "train", "--model", "{model}", "--model-repository", str(repo), "--production-data", str(predlog),
         "--reason", "drift", "--register", controller, "--epochs", str(config.epochs),
         "--threads", str(config.threads), "--no-progress",
+        "--min-production-rows", str(config.min_rows), "--wait-for-rows-s", str(config.timeout_s),
     )  # fmt: skip
-    wait = [sys.executable, "-m", "loadtests.ct_retrain", "--production-data", str(predlog)]
-    wait += ["--model", "{model}", "--min-rows", str(config.min_rows), "--timeout-s", str(config.timeout_s)]
-    return [*wait, "--", *trainer]
 
 
 class Loop:
@@ -116,7 +115,7 @@ class Loop:
     # --- parts -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Every part, ready, and v1 pinned as production."""
+        """Every part, ready (no plan yet: the trainer pins v1 as production before publishing v2)."""
         p, w, c = self.ports, self.work, self.config
         redis_url = f"redis://{parts.HOST}:{p.redis}/0"
         controller = parts.url(p.controller)
@@ -124,10 +123,6 @@ class Loop:
             w, p, self.repo, redis_url, retrain_command(self.repo, self.predlog, controller, c),
             c.retrain_after_s, refresh_s=0.2,
         )  # fmt: skip
-        # the retrain command's `-m loadtests.ct_retrain`, from any working folder
-        drift.env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(PROJECT_ROOT), drift.env.get("PYTHONPATH")])
-        )
         order = [
             parts.redis_part(w, p),
             parts.gateway_part(w, p, self.repo, redis_url, poll_s=0.5),
@@ -140,8 +135,6 @@ class Loop:
             self.parts.append(part)
             part.start()
             self.say(f"  started {part.name} (pid {part.pid})")
-        self.controller.pin_production(1)
-        self.say("  digits v1 pinned as production")
 
     def stop(self) -> None:
         """Every part, in reverse order, by its pid; notes any that would not end."""

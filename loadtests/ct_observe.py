@@ -91,18 +91,6 @@ class Controller:
         """GET /v1/models/<model>: plan, versions, automated run."""
         return dict(json.loads(_get(f"{self.base}/v1/models/{self.model}")))
 
-    def pin_production(self, version: int) -> dict[str, Any]:
-        """Pin `version` as production (the plan replicas route by; before it, the highest serves)."""
-        body = json.dumps({"version": version, "actor": "ct_loop", "reason": "the version in production"})
-        req = urllib.request.Request(
-            f"{self.base}/v1/models/{self.model}/promote",
-            data=body.encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return dict(json.loads(r.read()))
-
 
 @dataclass
 class Stages:

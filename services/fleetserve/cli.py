@@ -33,6 +33,8 @@ def _train_parser(sub: Any) -> None:
     p.add_argument("--production-data", type=Path, help="the predlog writer's --out folder")
     p.add_argument("--production-weight", type=float, help="draws of each production sample per epoch")
     p.add_argument("--production-eval-fraction", type=float, help="recent share held out to evaluate on")
+    p.add_argument("--min-production-rows", type=int, help="labelled production rows needed to train")
+    p.add_argument("--wait-for-rows-s", type=float, help="how long to wait for them (labels come later)")
     p.add_argument("--register", metavar="URL", help="rollout controller: compare, hand over")
     p.add_argument("--reason", choices=["manual", "drift"])
     p.add_argument("--gate-margin", type=float, help="held-out accuracy it may lose (0.01 = 1 point)")
@@ -74,6 +76,19 @@ def _rollout_parser(sub: Any) -> None:
             c.add_argument("--dwell-s", type=float)
             c.add_argument("--poll-s", type=float)
             c.add_argument("--timeout-s", type=float)
+            c.add_argument(
+                "--no-judge-agreement",
+                dest="judge_agreement",
+                action="store_const",
+                const=False,
+                help="measure shadow agreement but do not judge it (a candidate expected to disagree)",
+            )
+            c.add_argument(
+                "--require-accuracy",
+                action="store_const",
+                const=True,
+                help="each canary step waits for enough labels to judge live accuracy",
+            )
             c.add_argument("--wait", action="store_true", help="follow the run; exit 0 only when promoted")
 
 
@@ -172,8 +187,10 @@ def _train(args: argparse.Namespace) -> int:
     from fleetserve.trainer.command import train
     from fleetserve.trainer.settings import TrainSettings
 
-    names = ("model", "model_repository", "epochs", "seed", "production_data", "production_weight")
+    names: tuple[str, ...] = ("model", "model_repository", "epochs", "seed", "production_data")
+    names += ("production_weight",)
     names += ("production_eval_fraction", "register", "reason", "gate_margin", "augment_invert", "threads")
+    names += ("min_production_rows", "wait_for_rows_s")
     try:
         settings = TrainSettings(**_given(args, *names))
     except ValidationError as exc:
@@ -221,7 +238,10 @@ def _rollout(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"fleetserve: {exc}", file=sys.stderr)
             return 2
-        options = {"steps": steps, **_given(args, "shadow_requests", "dwell_s", "poll_s", "timeout_s")}
+        given = _given(
+            args, "shadow_requests", "dwell_s", "poll_s", "timeout_s", "judge_agreement", "require_accuracy"
+        )
+        options = {"steps": steps, **given}
         return client.auto(
             settings.controller, settings.token(), args.model, args.version, options, args.wait
         )
@@ -255,12 +275,14 @@ def _drift_parser(sub: Any) -> None:
     p.add_argument("--drift-retrain-command", help="argv to run when drift persists (no shell)")
     p.add_argument("--drift-retrain-after-s", type=float, help="seconds an alert must last before retraining")
     p.add_argument("--drift-retrain-cooldown-s", type=float, help="seconds between retrainings of a model")
+    p.add_argument("--drift-retrain-retry-s", type=float, help="seconds before a failed retrain reruns")
     p.add_argument("--log-level", default="info")
 
 
-DRIFT_FLAGS = ("model_repository", "redis_url", "metrics_port", "host", "stream_start", "records_dir")
+DRIFT_FLAGS: tuple[str, ...] = ("model_repository", "redis_url", "metrics_port", "host", "stream_start")
+DRIFT_FLAGS += ("records_dir",)
 DRIFT_FLAGS += ("drift_window_items", "drift_retrain_command", "drift_retrain_after_s")
-DRIFT_FLAGS += ("drift_retrain_cooldown_s",)
+DRIFT_FLAGS += ("drift_retrain_cooldown_s", "drift_retrain_retry_s")
 
 
 def _predlog_parser(sub: Any) -> None:

@@ -13,16 +13,12 @@ The report is printed (`pytest -s`). Under CI=true a missing redis-server or pro
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fleetserve.cluster import programs
 from loadtests import ct_loop
-from tests.unit.trainer.production_folder import write_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,36 +120,3 @@ def test_every_process_is_stopped(loop: ct_loop.Loop) -> None:
     assert all(p.proc is not None and p.proc.poll() is not None for p in loop.parts)
     if Path("/proc").is_dir():  # the trainer too (a child of the monitor)
         assert _processes_naming(loop.work) == []
-
-
-# --- the loop's retrain command: it waits for the labelled rows, then runs the trainer ---------
-
-
-def _retrain(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "loadtests.ct_retrain", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def test_the_retrain_command_runs_the_trainer_once_the_labelled_rows_are_there(tmp_path: Path) -> None:
-    images = np.zeros((12, 1, 8, 8), np.float32)
-    write_folder(tmp_path, images, [i % 10 for i in range(10)] + [None, None])  # 10 labelled
-    trainer = [
-        sys.executable,
-        "-c",
-        "import sys; print('trainer', sys.argv[1:]); sys.exit(7)",
-        "--epochs",
-        "1",
-    ]
-    done = _retrain(
-        "--production-data", str(tmp_path), "--min-rows", "10", "--timeout-s", "5", "--", *trainer
-    )
-    assert done.returncode == 7, done.stdout + done.stderr  # the trainer's own exit status
-    assert "10 labelled rows" in done.stdout and "trainer ['--epochs', '1']" in done.stdout
-
-
-def test_the_retrain_command_refuses_to_train_on_too_few_rows(tmp_path: Path) -> None:
-    write_folder(tmp_path, np.zeros((3, 1, 8, 8), np.float32), [1, 2, 3])
-    never = [sys.executable, "-c", "raise SystemExit('the trainer must not run')"]
-    done = _retrain("--production-data", str(tmp_path), "--min-rows", "10", "--timeout-s", "1", "--", *never)
-    assert done.returncode == 3, done.stdout + done.stderr
-    assert "only 3 labelled rows of digits" in done.stderr and "10 needed: not training" in done.stderr

@@ -156,3 +156,15 @@ def test_a_missing_production_folder_is_a_clear_error(
 ) -> None:
     assert _train_cli(_repository(tmp_path), "--production-data", str(tmp_path / "nowhere")) == 2
     assert "nowhere does not exist" in capsys.readouterr().err
+
+
+def test_too_few_labelled_rows_exit_3_before_training(
+    tmp_path: Path, production: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repository = _repository(tmp_path)
+    args = ("--production-data", str(production), "--reason", "drift")
+    code = _train_cli(repository, *args, "--min-production-rows", "100000", "--wait-for-rows-s", "0")
+    assert code == 3
+    stderr = capsys.readouterr().err
+    assert "not trained:" in stderr and "100000 needed" in stderr
+    assert not (repository / "digits" / "2").exists()

@@ -101,15 +101,22 @@ def test_the_new_version_is_handed_to_the_controller(repository: Path, controlle
     status = controller.get("/v1/models/digits")
     assert status["auto"]["version"] == 2
     assert [row["version"] for row in status["versions"]] == [1, 2]
+    # v1 was pinned as production before v2 appeared, so v2 takes no traffic before its rollout
+    assert status["plan"]["production"] == 1
+    pinned = [t for t in status["plan"]["history"] if t["to_stage"] == "production"]
+    assert [(t["version"], t["actor"]) for t in pinned] == [(1, "trainer")]
+    assert "pinned digits v1 as production" in done.stderr
 
 
-def test_a_refused_hand_over_exits_non_zero_and_says_the_version_is_published(
+def test_a_controller_that_refuses_the_trainer_gets_nothing_published(
     repository: Path, controller: ControllerProcess
 ) -> None:
+    # the trainer pins production before it publishes; refused there, it publishes nothing
     done = _train(repository, controller.url, "not-the-token")
-    assert done.returncode == 1
-    assert "v2 is published, but the rollout controller" in done.stderr
-    assert (repository / "digits" / "2" / "model.onnx").is_file()
+    assert done.returncode == 2
+    assert "cannot pin digits v1 as production before publishing" in done.stderr
+    assert "HTTP 403" in done.stderr
+    assert not (repository / "digits" / "2").exists()
     assert controller.get("/v1/models/digits")["auto"] is None
 
 

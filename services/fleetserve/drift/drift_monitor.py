@@ -169,6 +169,9 @@ class DriftAnalyser:
         self._retrain_if_due(key, v, now)
 
     def _retrain_if_due(self, key: Key, v: _Version, now: float) -> None:
+        if v.alert.retrained and v.alert.active and self.retrainer.failed(key[0]):
+            # the episode's retraining failed while drift persists: ask again (after retry_s)
+            v.alert.retrained = False
         if not v.alert.due(now):
             return
         features = [f"{s.feature}:{s.test}" for s in v.over]

@@ -9,7 +9,10 @@ the monitor's environment plus `FLEETSERVE_DRIFT_MODEL`, `FLEETSERVE_DRIFT_VERSI
 `FLEETSERVE_DRIFT_REASON=drift`; its output goes to the monitor's.
 
 Per model, at most one command runs at a time, and none starts within `cooldown_s` of the
-last start: the caller asks again later. The settling outcomes are counted and logged.
+last start: the caller asks again later. A command that exited non-zero (the trainer's gate
+refused, too few labels came, the controller was down) shortens that to `retry_s`, and
+`failed(model)` tells the caller the episode's retraining may be asked for again. The settling
+outcomes are counted and logged.
 """
 
 from __future__ import annotations
@@ -71,9 +74,12 @@ class Retrainer:
         cooldown_s: float = 3600.0,
         clock: Clock | None = None,
         popen: Popen = subprocess.Popen,
+        retry_s: float = 300.0,
     ) -> None:
         self.command = list(command) if command else None
         self.cooldown_s = cooldown_s
+        self.retry_s = retry_s
+        self._failed: dict[str, bool] = {}  # model -> its last command exited non-zero
         self.clock: Clock = clock or SystemClock()
         self._popen = popen
         self._running: dict[str, tuple[str, Any]] = {}  # model -> (version, process)
@@ -91,9 +97,10 @@ class Retrainer:
             result = Trigger(model, version, NO_COMMAND, "no retrain command configured")
         elif model in self._running:
             result = Trigger(model, version, RUNNING, f"v{self._running[model][0]}'s retraining still runs")
-        elif model in self._last_start and now - self._last_start[model] < self.cooldown_s:
-            left = self.cooldown_s - (now - self._last_start[model])
-            result = Trigger(model, version, COOLDOWN, f"cooldown: {left:.0f} s left")
+        elif model in self._last_start and now - self._last_start[model] < self._cooldown(model):
+            left = self._cooldown(model) - (now - self._last_start[model])
+            kind = "retry after a failed retraining" if self._failed.get(model) else "cooldown"
+            result = Trigger(model, version, COOLDOWN, f"{kind}: {left:.0f} s left")
         else:
             result = self._start(model, version, features, now)
         if result.outcome in FINAL:
@@ -118,6 +125,7 @@ class Retrainer:
             return Trigger(model, version, FAILED, str(exc))
         self._running[model] = (version, proc)
         self._last_start[model] = now
+        self._failed[model] = False
         log.warning(
             "retraining %s v%s (drift: %s): started %s", model, version, ", ".join(features), shlex.join(argv)
         )
@@ -131,8 +139,16 @@ class Retrainer:
                 continue
             del self._running[model]
             self.exits.append((model, version, int(code)))
+            self._failed[model] = code != 0
             level = logging.INFO if code == 0 else logging.ERROR
             log.log(level, "retraining %s v%s: the command exited with status %s", model, version, code)
+
+    def _cooldown(self, model: str) -> float:
+        return min(self.retry_s, self.cooldown_s) if self._failed.get(model) else self.cooldown_s
+
+    def failed(self, model: str) -> bool:
+        """Whether the model's last retrain command exited non-zero (and none runs now)."""
+        return self._failed.get(model, False) and model not in self._running
 
     def running(self) -> dict[str, str]:
         """model -> version of the commands running now."""

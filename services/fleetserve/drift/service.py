@@ -54,7 +54,11 @@ def analysers(settings: DriftSettings) -> list[Analyser]:
         window=settings.drift_window(),
         thresholds=settings.drift_thresholds(),
         policy=settings.drift_alerts(),
-        retrainer=Retrainer(settings.retrain_argv(), settings.drift_retrain_cooldown_s),
+        retrainer=Retrainer(
+            settings.retrain_argv(),
+            settings.drift_retrain_cooldown_s,
+            retry_s=settings.drift_retrain_retry_s,
+        ),
     )
     return [QualityAnalyser(windows), drift]
 

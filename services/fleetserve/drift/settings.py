@@ -71,6 +71,8 @@ class DriftSettings(BaseSettings):
     drift_retrain_after_evaluations: int = Field(default=10, ge=1)
     drift_retrain_after_s: float = Field(default=60.0, ge=0)
     drift_retrain_cooldown_s: float = Field(default=3600.0, ge=0)
+    # a failed retrain command is run again this long after it started, while drift persists
+    drift_retrain_retry_s: float = Field(default=300.0, ge=0)
     # a version without a reference profile is looked up again after this long
     drift_reference_retry_s: float = Field(default=30.0, ge=0)
 

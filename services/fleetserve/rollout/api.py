@@ -8,7 +8,8 @@
     POST /v1/models/{model}/canary           {"version": 3, "weight": 25}
     POST /v1/models/{model}/promote          {"version": 3}            (version optional)
     POST /v1/models/{model}/rollback         {"reason": "..."}         (version optional)
-    POST /v1/models/{model}/auto             {"version": 3, "steps": [5, 25, 50, 100], ...}
+    POST /v1/models/{model}/auto             {"version": 3, "steps": [5, 25, 50, 100], ...,
+                                              "judge_agreement": true, "require_accuracy": false}
 
 Every POST may carry "actor" and "reason"; every POST needs `Authorization: Bearer <token>`
 when a token is configured (401 without one, 403 with a wrong one). Errors are JSON
@@ -44,6 +45,8 @@ _AUTO_FIELDS = (
     "timeout_s",
     "window_s",
     "baseline_window_s",
+    "judge_agreement",
+    "require_accuracy",
 )
 
 

@@ -59,6 +59,15 @@ class AutoConfig(BaseModel):
     timeout_s: float = Field(default=600.0, ge=0)
     window_s: float = Field(default=60.0, ge=1)  # rate window of the canary's figures
     baseline_window_s: float = Field(default=600.0, ge=1)  # rate window of production's figures
+    # Shadow agreement with production is a guardrail unless the candidate is expected to
+    # disagree: one retrained because production fails on drifted traffic agrees with it only
+    # where production is right. Off, agreement is still measured and shown, not judged.
+    judge_agreement: bool = True
+    # Each canary step waits until live accuracy (labels from the feedback API) can be judged
+    # against production's, instead of skipping that check while labels are too few; a step
+    # that never gets them rolls back after `timeout_s`. The trainer asks for both for a
+    # candidate retrained because of drift.
+    require_accuracy: bool = False
 
     @field_validator("steps")
     @classmethod
@@ -189,6 +198,10 @@ class AutoRun:
         compared, results = await analysis.judge_shadow(
             self.source, self.model, self.version, window, self.config.shadow_requests, self.thresholds
         )
+        if not self.config.judge_agreement:
+            results = [
+                _not_judged(r, "judge_agreement is off") if r.name == g.AGREEMENT else r for r in results
+            ]
         done = g.all_judged(results) and compared >= self.config.shadow_requests
         return results, done
 
@@ -204,6 +217,8 @@ class AutoRun:
             self.config.baseline_window_s,
             self.thresholds,
         )
+        if self.config.require_accuracy:
+            results = [_awaited(r) if r.name == g.ACCURACY and r.status == "skipped" else r for r in results]
         return results, g.all_judged(results)
 
     async def _hold(
@@ -249,3 +264,21 @@ class AutoRun:
                 limit = dwell_s + self.config.timeout_s
                 raise _Abort(reason, f"guardrails not judged within {limit:g} s: {cause}", {})
             await self._sleep(self.config.poll_s)
+
+
+def _not_judged(result: g.GuardrailResult, why: str) -> g.GuardrailResult:
+    """A measured check that does not decide the run (shown with its figures)."""
+    return result.model_copy(
+        update={"status": "skipped", "ok": True, "message": f"{result.message} (not judged: {why})"}
+    )
+
+
+def _awaited(result: g.GuardrailResult) -> g.GuardrailResult:
+    """A skipped check the run must wait for (require_accuracy)."""
+    return result.model_copy(
+        update={
+            "status": "insufficient",
+            "ok": True,
+            "message": f"{result.message} (required: waiting for labels)",
+        }
+    )

@@ -2,7 +2,8 @@
 
 Exit status: 0 published (and handed to the controller with --register); 1 the gate refused
 the candidate, or the controller refused it; 2 bad input (unknown model, missing production
-data folder, an unusable production version, an unreachable controller).
+data folder, an unusable production version, an unreachable controller); 3 fewer labelled
+production rows than --min-production-rows came within --wait-for-rows-s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from fleetserve.trainer.evaluate import ParentModelError
 from fleetserve.trainer.gate import GateRefused
 from fleetserve.trainer.pipeline import run, with_inversion
+from fleetserve.trainer.production import NotEnoughProductionData
 from fleetserve.trainer.register import RegistrationError
 from fleetserve.trainer.settings import TrainSettings
 from fleetserve.trainer.train import DEFAULT_AUGMENTATION
@@ -28,6 +30,8 @@ def train(settings: TrainSettings, progress: bool = True) -> int:
             production_data=settings.production_data,
             production_weight=settings.production_weight,
             production_eval_fraction=settings.production_eval_fraction,
+            min_production_rows=settings.min_production_rows,
+            wait_for_rows_s=settings.wait_for_rows_s,
             register=settings.register_url,
             token=settings.token(),
             reason=settings.reason,
@@ -36,6 +40,9 @@ def train(settings: TrainSettings, progress: bool = True) -> int:
             threads=settings.threads,
             progress=progress,
         )
+    except NotEnoughProductionData as exc:
+        print(f"fleetserve train: not trained: {exc}", file=sys.stderr)
+        return 3
     except GateRefused as exc:
         print(f"fleetserve train: not published: {exc}", file=sys.stderr)
         return 1

@@ -36,9 +36,19 @@ from fleetserve.trainer.augment import Augmentation
 from fleetserve.trainer.export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, verify_onnx
 from fleetserve.trainer.gate import DEFAULT_MARGIN, GateRefused, Reason, decide
 from fleetserve.trainer.model import ProbabilitiesModel
-from fleetserve.trainer.production import DEFAULT_EVAL_FRACTION, ProductionData, load_production
+from fleetserve.trainer.production import (
+    DEFAULT_EVAL_FRACTION,
+    ProductionData,
+    load_production,
+    wait_for_rows,
+)
 from fleetserve.trainer.publish import publish_version
-from fleetserve.trainer.register import controller_production_version, hand_over, latest_version
+from fleetserve.trainer.register import (
+    controller_production_version,
+    hand_over,
+    latest_version,
+    pin_production,
+)
 from fleetserve.trainer.train import (
     DEFAULT_AUGMENTATION,
     DEFAULT_EPOCHS,
@@ -88,6 +98,8 @@ def run(
     register: str | None = None,
     token: str | None = None,
     reason: Reason = "manual",
+    min_production_rows: int = 0,
+    wait_for_rows_s: float = 0.0,
     gate_margin: float = DEFAULT_MARGIN,
     augmentation: Augmentation = DEFAULT_AUGMENTATION,
     threads: int = DEFAULT_THREADS,
@@ -108,7 +120,9 @@ def run(
     model_dir = Path(repository) / model
     parent, parent_source = _production_version(model_dir, model, register, token)
     dataset = digits_data.load(seed=seed)
-    production = _production(production_data, model, production_eval_fraction)
+    production = _production(
+        production_data, model, production_eval_fraction, min_production_rows, wait_for_rows_s
+    )
     extra = Extra(production.train.images, production.train.labels) if production else None
     result = train(
         dataset,
@@ -170,6 +184,8 @@ def run(
         "reference_profile": profile,
     }
     document["duration_seconds"] = round(time.perf_counter() - started, 3)
+    if register and parent is not None and pin_production(register, model, parent, token):
+        _log.info("pinned %s v%d as production in the controller before publishing", model, parent)
     version_dir = publish_version(
         repository,
         model,
@@ -180,7 +196,7 @@ def run(
     )
     _log.info("published %s (%s)", version_dir, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     if register:
-        hand_over(register, model, int(version_dir.name), token)
+        hand_over(register, model, int(version_dir.name), token, reason)
     return version_dir
 
 
@@ -195,17 +211,25 @@ def _production_version(
     return latest_version(model_dir), "repository"
 
 
-def _production(folder: Path | None, model: str, eval_fraction: float) -> ProductionData | None:
+def _production(
+    folder: Path | None, model: str, eval_fraction: float, min_rows: int = 0, wait_s: float = 0.0
+) -> ProductionData | None:
     if folder is None:
+        if min_rows:
+            raise ValueError(f"{min_rows} production rows are required but no --production-data is given")
         return None
-    production = load_production(
-        folder,
-        model,
-        input_name=INPUT_NAME,
-        item_shape=digits_data.IMAGE_SHAPE,
-        num_classes=digits_data.NUM_CLASSES,
-        eval_fraction=eval_fraction,
-    )
+
+    def load() -> ProductionData:
+        return load_production(
+            folder,
+            model,
+            input_name=INPUT_NAME,
+            item_shape=digits_data.IMAGE_SHAPE,
+            num_classes=digits_data.NUM_CLASSES,
+            eval_fraction=eval_fraction,
+        )
+
+    production = wait_for_rows(load, min_rows, wait_s) if min_rows else load()
     _log.info(
         "production data %s: %d labelled rows read, %d for training, %d recent for evaluation, skipped %s",
         folder,

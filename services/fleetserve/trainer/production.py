@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,3 +185,38 @@ def samples_hash(samples: Samples) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+class NotEnoughProductionData(RuntimeError):
+    """Fewer usable labelled production rows than the run needs, after waiting for them."""
+
+
+def wait_for_rows(
+    load: Callable[[], ProductionData],
+    min_rows: int,
+    timeout_s: float,
+    *,
+    poll_s: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ProductionData:
+    """``load()`` again every ``poll_s`` until it holds ``min_rows`` usable rows; the last read.
+
+    Raises NotEnoughProductionData naming the counts when ``timeout_s`` passes first (a missing
+    folder counts as no rows while waiting: the writer creates it with its first file).
+    """
+    deadline = clock() + timeout_s
+    while True:
+        try:
+            data: ProductionData | None = load()
+        except FileNotFoundError:
+            data = None
+        have = 0 if data is None else len(data.train) + len(data.evaluation)
+        if data is not None and have >= min_rows:
+            return data
+        if clock() >= deadline:
+            raise NotEnoughProductionData(
+                f"{have} usable labelled production rows, {min_rows} needed "
+                f"(waited {timeout_s:g} s; labels come through POST /v2/feedback)"
+            )
+        sleep(poll_s)

@@ -35,18 +35,55 @@ def controller_production_version(controller: str, model: str, token: str | None
     return int(pinned) if pinned is not None else None
 
 
+def pin_production(controller: str, model: str, version: int, token: str | None = None) -> bool:
+    """Pin ``version`` as production in the controller's plan when the plan pins none; True when
+    this call pinned it.
+
+    Without a pinned production every replica serves the highest version it has, so a version
+    published next would take all traffic at once, before any shadow or canary step. Pinned
+    first, it waits for the automated rollout.
+    """
+    path = f"/v1/models/{urllib.parse.quote(model, safe='')}"
+    try:
+        status = client.call(controller, "GET", path, token=token)
+        if (status.get("plan") or {}).get("production") is not None:
+            return False
+        body = {"actor": "trainer", "version": version, "reason": "pinned before publishing a candidate"}
+        client.call(controller, "POST", path + "/promote", body, token)
+    except client.ControllerError as exc:
+        where = f" (HTTP {exc.status})" if exc.status else ""
+        raise RegistrationError(
+            f"cannot pin {model} v{version} as production before publishing: {exc.message}{where}"
+        ) from None
+    return True
+
+
 def latest_version(model_dir: Path) -> int | None:
     """The highest published version in the repository (what replicas serve when nothing is pinned)."""
     versions = version_numbers(model_dir)
     return versions[-1] if versions else None
 
 
-def hand_over(controller: str, model: str, version: int, token: str | None = None) -> None:
+def rollout_options(reason: str) -> dict[str, bool]:
+    """The automated rollout's options for a candidate trained for ``reason``.
+
+    Retrained because of drift, the candidate is expected to disagree with production exactly
+    where production fails (the drifted inputs), so shadow agreement is shown but not judged,
+    and every canary step waits for live accuracy on labels instead.
+    """
+    if reason == "drift":
+        return {"judge_agreement": False, "require_accuracy": True}
+    return {}
+
+
+def hand_over(
+    controller: str, model: str, version: int, token: str | None = None, reason: str = "manual"
+) -> None:
     """Start the controller's automated rollout (shadow, canary steps, promote) of ``version``.
 
     Prints the controller's answer; raises RegistrationError when it refused or could not be reached.
     """
-    rc = client.auto(controller, token, model, version, {})
+    rc = client.auto(controller, token, model, version, rollout_options(reason))
     if rc != 0:
         raise RegistrationError(
             f"{model} v{version} is published, but the rollout controller at {controller} did not start "

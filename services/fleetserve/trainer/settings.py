@@ -27,6 +27,11 @@ class TrainSettings(BaseSettings):
     production_weight: float = Field(DEFAULT_EXTRA_WEIGHT, ge=0)
     # the most recent share of the production samples, held out to evaluate on
     production_eval_fraction: float = Field(DEFAULT_EVAL_FRACTION, gt=0, lt=1)
+    # labelled production rows needed before training (0: none); waited for up to
+    # wait_for_rows_s, since labels arrive after the predictions (feedback) and the drift
+    # monitor starts the retraining soon after its alarm
+    min_production_rows: int = Field(0, ge=0)
+    wait_for_rows_s: float = Field(0.0, ge=0)
     # --register: the rollout controller's URL; read the production version there, hand the new
     # one to it (a field named `register` would shadow BaseSettings' own)
     register_url: str | None = Field(None, validation_alias=AliasChoices("register", "FLEETSERVE_REGISTER"))

@@ -225,6 +225,30 @@ def test_cooldown_delays_the_next_episode_s_retraining(repo: Path) -> None:
     assert len(popen.calls) == 2
 
 
+def test_a_failed_retraining_is_asked_for_again_while_drift_persists(repo: Path) -> None:
+    policy = AlertPolicy(alert_after=1, clear_after=1, retrain_after_evaluations=1, retrain_after_s=0)
+    analyser, clock, popen = rig(repo, policy, cooldown_s=3600)
+    analyser.retrainer.retry_s = 60
+    rng = np.random.default_rng(6)
+    drifted = records(images(rng, 400, shift=0.5))
+    feed(analyser, drifted[:200])
+    assert len(popen.calls) == 1
+    popen.procs[0].code = 3  # e.g. too few labels had come: the trainer exits 3
+    clock.advance(30)
+    feed(analyser, drifted[200:300])
+    analyser.refresh()
+    assert len(popen.calls) == 1  # not before retry_s
+    clock.advance(31)
+    analyser.refresh()
+    assert len(popen.calls) == 2  # the same episode, asked again
+    assert sample(analyser, "fleetserve_drift_alerts_total", **MV) == 1
+    popen.procs[1].code = 0
+    clock.advance(600)
+    feed(analyser, drifted[300:])
+    analyser.refresh()
+    assert len(popen.calls) == 2  # succeeded: settled for the episode
+
+
 async def test_the_monitor_exports_the_drift_families(repo: Path) -> None:
     class Source:
         def __init__(self, batches: list[RecordBatch]) -> None:

@@ -105,3 +105,28 @@ def test_a_failing_command_reports_its_status() -> None:
     assert retrainer.trigger("digits", "1", []).outcome == STARTED
     wait_exit(retrainer)
     assert retrainer.exits == [("digits", "1", 3)]
+
+
+def test_a_failed_command_is_retried_after_retry_s_not_the_cooldown() -> None:
+    clock = FakeClock()
+    retrainer = Retrainer([sys.executable, "-c", "raise SystemExit(3)"], 3600.0, clock, retry_s=60.0)
+    assert retrainer.trigger("digits", "1", []).outcome == STARTED
+    assert not retrainer.failed("digits")  # still running
+    wait_exit(retrainer)
+    assert retrainer.failed("digits")
+    clock.advance(30)
+    early = retrainer.trigger("digits", "1", [])
+    assert early.outcome == COOLDOWN and "retry after a failed retraining: 30 s left" in early.detail
+    clock.advance(31)
+    assert retrainer.trigger("digits", "1", []).outcome == STARTED
+    assert not retrainer.failed("digits")
+
+
+def test_a_successful_command_keeps_the_full_cooldown() -> None:
+    clock = FakeClock()
+    retrainer = Retrainer([sys.executable, "-c", "pass"], 3600.0, clock, retry_s=60.0)
+    assert retrainer.trigger("digits", "1", []).outcome == STARTED
+    wait_exit(retrainer)
+    assert not retrainer.failed("digits")
+    clock.advance(61)
+    assert retrainer.trigger("digits", "1", []).outcome == COOLDOWN

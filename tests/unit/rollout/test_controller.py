@@ -583,3 +583,39 @@ async def test_plan_changed_elsewhere_stops_the_run(rig: Rig) -> None:
     status = await rig.controller.wait(MODEL)
     assert status is not None and status.phase == "cancelled" and "changed elsewhere" in status.message
     assert rig.plan.canary is None and rig.plan.production == 1
+
+
+# --- candidates expected to disagree (retrained because of drift) ----------------------------
+
+
+async def test_agreement_not_judged_lets_a_disagreeing_candidate_through_shadow(rig: Rig) -> None:
+    # production gets every drifted input wrong, the candidate right: they never agree
+    rig.metrics.shadow_agreement[2] = 0.0
+    rig.metrics.accuracy = {1: 0.05, 2: 0.97}
+    rig.metrics.labelled = {1: 400.0, 2: 400.0}
+    await start_auto(rig, judge_agreement=False, require_accuracy=True)
+    status = await rig.controller.wait(MODEL)
+    assert status is not None and status.phase == "promoted"
+    assert rig.plan.production == 2
+    # it left shadow for the canary although agreement was 0 (measured: the query was made)
+    assert any(t.from_stage == "shadow" and t.to_stage == "canary" for t in rig.plan.history)
+    assert any("fleetserve_shadow_compared_total" in q for q in rig.metrics.queries)
+
+
+async def test_require_accuracy_holds_each_step_until_labels_then_times_out(rig: Rig) -> None:
+    rig.metrics.accuracy = {1: 0.97, 2: 0.97}
+    rig.metrics.labelled = {1: 400.0, 2: 10.0}  # the canary never gets 50 labels
+    await start_auto(rig, require_accuracy=True)
+    await until(lambda: "required: waiting for labels" in message(rig))
+    status = await rig.controller.wait(MODEL)
+    assert status is not None and status.phase == "rolled_back"
+    last = rig.plan.history[-1]
+    assert last.detail["phase"] == "canary" and last.detail["weight"] == 5
+    assert rig.plan.production == 1
+
+
+async def test_without_require_accuracy_missing_labels_do_not_hold(rig: Rig) -> None:
+    rig.metrics.labelled = {1: 400.0, 2: 10.0}
+    await start_auto(rig)
+    status = await rig.controller.wait(MODEL)
+    assert status is not None and status.phase == "promoted"

@@ -10,7 +10,7 @@ import pytest
 from fleetserve.predlog import parquet
 from fleetserve.predlog.entry import Logged
 from fleetserve.predlog.records import feedback_record
-from fleetserve.trainer.production import load_production
+from fleetserve.trainer.production import NotEnoughProductionData, load_production, wait_for_rows
 from tests.unit.trainer.production_folder import START_NS, STEP_NS, write_folder
 
 
@@ -99,3 +99,37 @@ def test_a_missing_folder_and_a_bad_fraction_are_refused(tmp_path: Path) -> None
         _load(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="fraction"):
         _load(tmp_path, fraction=1.0)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_waiting_for_rows_reads_again_until_enough_have_come(tmp_path: Path) -> None:
+    out = tmp_path / "predlog"  # not there yet: the writer makes it with its first file
+    clock = _Clock()
+    arrivals = iter([0, 4, 10])  # labelled rows in the folder at each read
+
+    def load():
+        have = next(arrivals)
+        if have:
+            write_folder(out, _images(have, seed=have), [i % 10 for i in range(have)], prefix=f"r{have}-")
+        return _load(out)
+
+    data = wait_for_rows(load, 12, 60.0, poll_s=5.0, clock=clock, sleep=clock.sleep)
+    assert len(data.train) + len(data.evaluation) == 14 and clock.now == 10.0
+
+
+def test_waiting_for_rows_gives_up_at_the_timeout_naming_the_counts(tmp_path: Path) -> None:
+    write_folder(tmp_path, _images(3), [1, 2, 3])
+    clock = _Clock()
+    with pytest.raises(NotEnoughProductionData, match="3 usable labelled production rows, 10 needed"):
+        wait_for_rows(lambda: _load(tmp_path), 10, 20.0, poll_s=5.0, clock=clock, sleep=clock.sleep)
+    assert clock.now == 20.0

@@ -16,6 +16,8 @@ from fleetserve.trainer.register import (
     controller_production_version,
     hand_over,
     latest_version,
+    pin_production,
+    rollout_options,
 )
 
 
@@ -120,3 +122,22 @@ def test_latest_version_of_the_repository(tmp_path: Path) -> None:
     for name in ("1", "3", ".tmp-abc", "x"):
         (tmp_path / "digits" / name).mkdir(parents=True)
     assert latest_version(tmp_path / "digits") == 3
+
+
+def test_pin_production_pins_only_when_the_plan_has_none(controller: FakeController) -> None:
+    assert pin_production(controller.url, "digits", 1, token="secret")
+    path, body, auth = controller.posts[-1]
+    assert path == "/v1/models/digits/promote" and body["version"] == 1 and auth == "Bearer secret"
+    controller.status["plan"] = {"production": 1}
+    assert not pin_production(controller.url, "digits", 1)
+    assert len(controller.posts) == 1
+
+
+def test_a_drift_candidate_is_handed_over_without_judging_agreement(controller: FakeController) -> None:
+    hand_over(controller.url, "digits", 4, reason="drift")
+    _, body, _ = controller.posts[-1]
+    assert body["judge_agreement"] is False and body["require_accuracy"] is True
+    hand_over(controller.url, "digits", 5)
+    _, body, _ = controller.posts[-1]
+    assert "judge_agreement" not in body and "require_accuracy" not in body
+    assert rollout_options("manual") == {}
