@@ -5,6 +5,7 @@ programs; `prepare` writes the configs."""
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from .probes import AllProbes, HttpProbe, Probe, RedisProbe
 from .settings import UpSettings
 
 # Variables of this environment that a child must not inherit: `fleetserve up` decides them.
+TENSOR_SAMPLE_RATE = 0.1  # replicas' share of prediction records with their input tensors
+RETRAIN_MIN_ROWS, RETRAIN_WAIT_S = 1000, 1800  # labelled rows the retraining waits for, and how long
 _DECIDED = ("FLEETSERVE_REDIS_URL", "FLEETSERVE_DATA_DIR", "FLEETSERVE_METRICS_PORT", "FLEETSERVE_PORT")
 
 
@@ -216,6 +219,9 @@ class _Builder:
             env["FLEETSERVE_DATA_DIR"] = str(self.layout.replica(i))
             if self.redis_url:
                 env["FLEETSERVE_REDIS_URL"] = self.redis_url
+                # a share of the records carry their input tensors, so that labelled production
+                # samples can be retrained on (the gateway's own default logs none)
+                env.setdefault("FLEETSERVE_PREDLOG_TENSOR_SAMPLE_RATE", str(TENSOR_SAMPLE_RATE))
             cmd = _fleetserve(
                 "serve",
                 "--model-repository",
@@ -273,6 +279,29 @@ class _Builder:
             )
         )
 
+    def _retrain_command(self) -> list[str]:
+        """`fleetserve train` as the drift monitor's retrain command ({model} filled in by it)."""
+        return [
+            *_fleetserve(
+                "train",
+                "--model",
+                "{model}",
+                "--model-repository",
+                str(self.s.model_repository.resolve()),
+                "--production-data",
+                str(self.layout.predlog),
+                "--reason",
+                "drift",
+                "--min-production-rows",
+                str(RETRAIN_MIN_ROWS),
+                "--wait-for-rows-s",
+                str(RETRAIN_WAIT_S),
+                "--register",
+                self.ports.url(self.ports.rollout),
+                "--no-progress",
+            )
+        ]
+
     def _sidecars(self) -> None:
         p, s = self.ports, self.s
         env = _child_env()
@@ -316,6 +345,10 @@ class _Builder:
             "--host",
             p.host,
         )
+        drift_env = dict(env)
+        # the loop closed by default: sustained drift retrains on the labelled production rows
+        # and registers the candidate with this cluster's controller (which rolls it out)
+        drift_env.setdefault("FLEETSERVE_DRIFT_RETRAIN_COMMAND", shlex.join(self._retrain_command()))
         drift = _fleetserve(
             "drift",
             "--model-repository",
@@ -327,9 +360,9 @@ class _Builder:
             "--host",
             p.host,
         )
-        for name, role, cmd, port in (
-            ("predlog", f"prediction log writer -> {self.layout.predlog}", predlog, p.predlog),
-            ("drift", "drift / quality monitor", drift, p.drift),
+        for name, role, cmd, port, child_env in (
+            ("predlog", f"prediction log writer -> {self.layout.predlog}", predlog, p.predlog, env),
+            ("drift", "drift / quality monitor", drift, p.drift, drift_env),
         ):
             self.components.append(
                 Component(
@@ -341,7 +374,7 @@ class _Builder:
                     stage=3,
                     listeners=(Listener(port, "metrics"),),
                     urls=(p.url(port, "/metrics"),),
-                    env=env,
+                    env=child_env,
                 )
             )
 

@@ -12,6 +12,7 @@ import yaml
 from fleetserve.cluster import components, prometheus
 from fleetserve.cluster.layout import PortPlan, ReplicaPorts
 from fleetserve.cluster.settings import UpSettings
+from fleetserve.drift.retrain import parse_command
 
 # an executable file that stands in for nginx / redis-server / prometheus: the plan only looks
 PRESENT = sys.executable
@@ -149,3 +150,25 @@ def test_prometheus_durations() -> None:
     assert "scrape_interval: 5s" in text and "scrape_timeout: 5s" in text
     text = prometheus.render([], 30.0)
     assert "scrape_interval: 30s" in text and "scrape_timeout: 10s" in text
+
+
+def test_the_cluster_closes_the_loop_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLEETSERVE_DRIFT_RETRAIN_COMMAND", raising=False)
+    monkeypatch.delenv("FLEETSERVE_PREDLOG_TENSOR_SAMPLE_RATE", raising=False)
+    cluster = components.build(_settings(tmp_path, replicas=2))
+    by_name = {c.name: c for c in cluster.components}
+    assert by_name["replica-0"].env["FLEETSERVE_PREDLOG_TENSOR_SAMPLE_RATE"] == "0.1"
+    argv = parse_command(by_name["drift"].env["FLEETSERVE_DRIFT_RETRAIN_COMMAND"])
+    assert argv is not None
+    at = argv.index("train")
+    options = dict(zip(argv[at + 1 :: 2], argv[at + 2 :: 2], strict=False))
+    assert options["--model"] == "{model}"
+    assert options["--reason"] == "drift"
+    assert options["--register"] == f"http://127.0.0.1:{cluster.ports.rollout}"
+    assert options["--production-data"] == str(tmp_path / "data" / "predlog")
+    # the user's own choices win
+    monkeypatch.setenv("FLEETSERVE_DRIFT_RETRAIN_COMMAND", "my-retrain {model}")
+    monkeypatch.setenv("FLEETSERVE_PREDLOG_TENSOR_SAMPLE_RATE", "0")
+    mine = {c.name: c for c in components.build(_settings(tmp_path, replicas=2)).components}
+    assert mine["drift"].env["FLEETSERVE_DRIFT_RETRAIN_COMMAND"] == "my-retrain {model}"
+    assert mine["replica-1"].env["FLEETSERVE_PREDLOG_TENSOR_SAMPLE_RATE"] == "0"
