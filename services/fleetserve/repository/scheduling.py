@@ -3,9 +3,16 @@ queue bound, and the deadline of each request.
 
 Triton's `dynamic_batching` fields keep Triton's meaning (`preferred_batch_size`,
 `max_queue_delay_microseconds`, `priority_levels`, `default_priority_level`,
-`default_queue_policy`); fleetserve's own `parameters` add `latency_slo_ms` and
-`batch_policy` (adaptive, the default; window, Triton's fixed window of
-max_queue_delay_microseconds; none).
+`default_queue_policy`); fleetserve's own `parameters` add `latency_slo_ms`,
+`latency_slo_headroom` and `batch_policy` (adaptive, the default; window, Triton's fixed window
+of max_queue_delay_microseconds; none).
+
+`latency_slo_ms` is the objective as a client sees it. The server's clock starts when the request
+reaches the data plane, after the client sent it, the network carried it and the transport
+decoded it, and stops before the answer travels back; so the batcher plans to be done within
+`latency_slo_ms * (1 - latency_slo_headroom)` of arrival (headroom 0.1 by default). Measured
+with the ResNet-18-shaped model (600 KB per request) at 120% load: with no headroom the server
+met 100 ms on every request while the client saw a p99 of 110-112 ms.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from fleetserve.wire import model_config_pb2 as mc
 from .config import ConfigError, parameter
 
 DEFAULT_WINDOW_S = 0.001
+DEFAULT_SLO_HEADROOM = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +44,7 @@ class Scheduling:
     queue_timeout_s: float | None  # default_queue_policy timeout (REJECT)
     allow_timeout_override: bool
     slo_s: float | None  # latency_slo_ms
+    slo_headroom: float = DEFAULT_SLO_HEADROOM  # latency_slo_headroom: the share left to the transport
 
     @classmethod
     def from_config(cls, config: mc.ModelConfig) -> Scheduling:
@@ -49,6 +58,15 @@ class Scheduling:
             raise ConfigError(f"parameter latency_slo_ms must be a number, got '{slo_text}'") from None
         if slo_s is not None and slo_s <= 0:
             raise ConfigError("parameter latency_slo_ms must be positive")
+        headroom_text = parameter(config, "latency_slo_headroom")
+        try:
+            headroom = float(headroom_text) if headroom_text else DEFAULT_SLO_HEADROOM
+        except ValueError:
+            raise ConfigError(
+                f"parameter latency_slo_headroom must be a number, got '{headroom_text}'"
+            ) from None
+        if not 0 <= headroom < 1:
+            raise ConfigError(f"parameter latency_slo_headroom must be in [0, 1), got {headroom:g}")
         delay = db.max_queue_delay_microseconds / 1e6 if db.max_queue_delay_microseconds else None
         name = parameter(config, "batch_policy", "adaptive")
         try:
@@ -72,6 +90,7 @@ class Scheduling:
             else None,
             allow_timeout_override=qp.allow_timeout_override,
             slo_s=slo_s,
+            slo_headroom=headroom,
         )
 
     def policy(self) -> BatchPolicy:
@@ -91,11 +110,11 @@ class Scheduling:
     def deadline(
         self, arrival: float, timeout_s: float | None, transport_deadline: float | None
     ) -> float | None:
-        """The earliest of: the model's SLO, the request's v2 `timeout`, the transport's deadline
-        (gRPC) and the queue policy's timeout."""
+        """The earliest of: the model's SLO (less its headroom), the request's v2 `timeout`, the
+        transport's deadline (gRPC) and the queue policy's timeout."""
         candidates = [transport_deadline] if transport_deadline is not None else []
         if self.slo_s is not None:
-            candidates.append(arrival + self.slo_s)
+            candidates.append(arrival + self.slo_s * (1.0 - self.slo_headroom))
         if timeout_s is not None:
             candidates.append(arrival + timeout_s)
         if self.queue_timeout_s is not None and (timeout_s is None or not self.allow_timeout_override):

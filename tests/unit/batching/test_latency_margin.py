@@ -46,7 +46,7 @@ def test_margin_is_the_high_quantile_of_observed_over_predicted() -> None:
 
 
 def test_margin_is_capped_and_never_below_one() -> None:
-    model = LatencyModel(window=32, warmup=3, max_margin=2.0, margin_every=1)
+    model = LatencyModel(window=32, warmup=3, quantile=0.99, max_margin=2.0, margin_every=1)
     _line(model, 32)
     model.observe(2, 1.0)  # one batch 300 times its prediction (a stall)
     assert model.margin == pytest.approx(2.0)

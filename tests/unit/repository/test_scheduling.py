@@ -43,8 +43,9 @@ def test_triton_fields_and_own_parameters() -> None:
     assert isinstance(policy, FixedWindowPolicy) and policy.window_s == pytest.approx(0.005)
     assert s.levels == 3 and s.level(0) == 2 and s.level(1) == 1 and s.level(3) == 3
     assert s.max_queue_size == 100
-    # SLO 20 ms, queue timeout 50 ms: the SLO is earlier
-    assert s.deadline(1.0, None, None) == pytest.approx(1.020)
+    # SLO 20 ms less the default 10% headroom for the transport, queue timeout 50 ms: the SLO
+    assert s.slo_headroom == pytest.approx(0.1)
+    assert s.deadline(1.0, None, None) == pytest.approx(1.018)
     # a request timeout of 5 ms and a gRPC deadline at +3 ms: the earliest wins
     assert s.deadline(1.0, 0.005, None) == pytest.approx(1.005)
     assert s.deadline(1.0, 0.005, 1.003) == pytest.approx(1.003)
@@ -78,6 +79,8 @@ def test_delay_action_means_no_queue_timeout() -> None:
     [
         'parameters { key: "latency_slo_ms" value: { string_value: "fast" } }',
         'parameters { key: "latency_slo_ms" value: { string_value: "-1" } }',
+        'parameters { key: "latency_slo_headroom" value: { string_value: "1" } }',
+        'parameters { key: "latency_slo_headroom" value: { string_value: "lots" } }',
         'parameters { key: "batch_policy" value: { string_value: "fifo" } }',
         "dynamic_batching { priority_levels: 2 default_priority_level: 5 }",
     ],
@@ -90,3 +93,18 @@ def test_bad_rules_are_config_errors(text: str) -> None:
 def test_none_policy() -> None:
     s = rules('dynamic_batching { } parameters { key: "batch_policy" value: { string_value: "none" } }')
     assert isinstance(s.policy(), NoBatchingPolicy)
+
+
+def test_the_slo_headroom_is_configurable() -> None:
+    none = rules(
+        'parameters { key: "latency_slo_ms" value: { string_value: "100" } }'
+        ' parameters { key: "latency_slo_headroom" value: { string_value: "0" } }'
+    )
+    assert none.deadline(0.0, None, None) == pytest.approx(0.100)
+    quarter = rules(
+        'parameters { key: "latency_slo_ms" value: { string_value: "100" } }'
+        ' parameters { key: "latency_slo_headroom" value: { string_value: "0.25" } }'
+    )
+    assert quarter.deadline(0.0, None, None) == pytest.approx(0.075)
+    # the request's own timeout is the client's: no headroom is taken from it
+    assert quarter.deadline(0.0, 0.050, None) == pytest.approx(0.050)
