@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from fleetserve.trainer.data import load
 from fleetserve.wire import fleet_pb2
 from tests.support import models
 from tests.support.ports import free_ports
+from tests.support.processes import terminate
 from tests.support.redis_server import RedisServer
 from tests.support.redis_server import redis_server as start_redis
 from tests.support.server import ServerProcess
@@ -234,13 +234,7 @@ class DriftProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
 
 

@@ -7,7 +7,6 @@ resumes."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 
 from fleetserve.wire import fleet_pb2
 from tests.support.ports import free_ports
+from tests.support.processes import terminate
 from tests.support.redis_server import RedisServer
 from tests.support.redis_server import redis_server as start_redis
 
@@ -84,13 +84,7 @@ class DriftProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
         return self.proc.returncode
 

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_ports
+from tests.support.processes import terminate
 
 TOKEN = secrets.token_urlsafe(24)
 WRONG = secrets.token_urlsafe(24)
@@ -116,13 +116,7 @@ class Controller:
         return json.loads((self.repo / model / "rollout.json").read_text())
 
     def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
         return self.proc.returncode
 

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 from fleetserve.trainer.pipeline import run
 from fleetserve.trainer.register import RegistrationError
 from tests.support.ports import free_ports
+from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = secrets.token_urlsafe(24)
@@ -56,13 +56,7 @@ class ControllerProcess:
             return json.loads(response.read())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
 
 

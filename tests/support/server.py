@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .ports import free_ports
+from .processes import terminate
 
 
 class ServerProcess:
@@ -92,13 +92,7 @@ class ServerProcess:
         """SIGTERM by pid, then SIGKILL after 10 s; returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
         return self.proc.returncode
 
