@@ -136,11 +136,19 @@ def test_prometheus_has_every_replica_as_an_up_target(cluster: ClusterProcess) -
         mine = {t["labels"]["process"]: t["health"] for t in targets if t["labels"]["job"] == "fleetserve"}
         return mine == {f"replica-{i}": "up" for i in range(REPLICAS)}
 
+    sidecars = {"rollout", "predlog", "drift", "prometheus"}
+
+    def all_scraped() -> bool:
+        query = json.loads(cluster.get("/api/v1/query?query=up", port=prometheus))["data"]["result"]
+        return set(r["metric"]["process"] for r in query) >= sidecars | {"replica-0", "replica-1"}
+
     _wait(replicas_up, 30, "both replicas up in Prometheus")
+    # each target is scraped on its own schedule: wait until every one has been once
+    _wait(all_scraped, 30, "every process scraped by Prometheus")
     query = json.loads(cluster.get("/api/v1/query?query=up", port=prometheus))["data"]["result"]
     up = {r["metric"]["process"]: r["value"][1] for r in query}
     assert {name: up.get(name) for name in ("replica-0", "replica-1")} == {"replica-0": "1", "replica-1": "1"}
-    assert set(up) >= {"rollout", "predlog", "drift", "prometheus"}
+    assert {name: up[name] for name in sidecars} == dict.fromkeys(sidecars, "1")
 
 
 class Load:
