@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fleetserve.cluster.layout import cluster_ports
 from fleetserve.cluster.settings import UpSettings
 from loadtests.bench import load_model_spec, run_sweep
 
@@ -65,16 +66,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _ports(offset: int, replicas: int) -> list[int]:
-    d = UpSettings()
-    ports = [d.http_port, d.grpc_port, d.metrics_port, d.redis_port, d.prometheus_port]
-    ports += [d.rollout_port, d.predlog_port, d.drift_port]
-    for i in range(replicas):
-        base = d.replica_base_port + d.replica_port_step * i
-        ports += [base, base + 1, base + 2]
-    return [p + offset for p in ports]
-
-
 def _free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -89,7 +80,7 @@ def free_offset(replicas: int) -> int:
     rng = random.Random(os.getpid())
     for _ in range(200):
         offset = rng.randrange(-5000, 12000)
-        if all(_free(p) for p in _ports(offset, replicas)):
+        if all(_free(p) for p in cluster_ports(UpSettings(port_offset=offset), replicas)):
             return offset
     raise RuntimeError("no port offset with every port of the cluster free")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from fleetserve.cluster import programs
+from fleetserve.cluster import layout, programs
 from fleetserve.cluster.settings import UpSettings
 
 # Every port of a cluster is a CONTRACT.md default plus the offset; offsets in this range keep
@@ -48,13 +48,7 @@ def _free(port: int) -> bool:
 
 def cluster_ports(offset: int, replicas: int) -> list[int]:
     """Every port a cluster of `replicas` replicas listens on at `offset`."""
-    d = UpSettings()
-    ports = [d.http_port, d.grpc_port, d.metrics_port, d.redis_port, d.prometheus_port]
-    ports += [d.rollout_port, d.predlog_port, d.drift_port]
-    for i in range(replicas):
-        base = d.replica_base_port + d.replica_port_step * i
-        ports += [base, base + 1, base + 2]
-    return [p + offset for p in ports]
+    return layout.cluster_ports(UpSettings(port_offset=offset), replicas)
 
 
 def free_offset(replicas: int) -> int:

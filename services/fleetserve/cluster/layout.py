@@ -54,6 +54,13 @@ class PortPlan:
             drift=s.drift_port + k,
         )
 
+    def ports(self) -> list[int]:
+        """Every port of the plan: the front, each replica's three, Redis, Prometheus, sidecars."""
+        ports = [self.http, self.grpc]
+        ports += [p for r in self.replicas for p in (r.http, r.grpc, r.metrics)]
+        ports += [self.redis, self.prometheus, self.rollout, self.predlog, self.drift]
+        return list(dict.fromkeys(ports))
+
     def url(self, port: int, path: str = "") -> str:
         """http://host:port/path, brackets around an IPv6 host."""
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -101,3 +108,10 @@ class DataLayout:
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
+
+
+def cluster_ports(settings: UpSettings, replicas: int) -> list[int]:
+    """Every port `fleetserve up` with these settings may listen on: behind nginx with
+    `replicas` replicas, or, without nginx, one replica on the front ports (and their metrics)."""
+    both = PortPlan.of(settings, replicas, True).ports() + PortPlan.of(settings, 1, False).ports()
+    return list(dict.fromkeys(both))

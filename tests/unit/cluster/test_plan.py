@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetserve.cluster import components, prometheus
+from fleetserve.cluster import components, layout, prometheus
 from fleetserve.cluster.layout import PortPlan, ReplicaPorts
 from fleetserve.cluster.settings import UpSettings
 from fleetserve.drift.retrain import parse_command
@@ -172,3 +172,11 @@ def test_the_cluster_closes_the_loop_by_default(tmp_path: Path, monkeypatch: pyt
     mine = {c.name: c for c in components.build(_settings(tmp_path, replicas=2)).components}
     assert mine["drift"].env["FLEETSERVE_DRIFT_RETRAIN_COMMAND"] == "my-retrain {model}"
     assert mine["replica-1"].env["FLEETSERVE_PREDLOG_TENSOR_SAMPLE_RATE"] == "0"
+
+
+def test_cluster_ports_cover_both_layouts_at_the_offset() -> None:
+    ports = layout.cluster_ports(UpSettings(port_offset=100), 2)
+    assert sorted(ports) == sorted(
+        [8100, 8101, 8102, 18100, 18101, 18102, 18110, 18111, 18112, 6480, 9190, 8110, 8111, 8112]
+    )
+    assert len(ports) == len(set(ports))
