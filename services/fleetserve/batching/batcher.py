@@ -11,7 +11,10 @@ before it is dispatched fails then, never later. Items wait per priority level (
 Dispatch happens once per loop iteration (`call_soon`), so requests that arrive together form
 one batch even when an executor is idle. A batch that the latency model predicts to take less
 than `inline_below_s` runs on the loop itself: on a busy core, handing it to a thread and back
-costs more than computing it (two thread switches and a wake-up of the loop).
+costs more than computing it (two thread switches and a wake-up of the loop). A lone cheap
+request (nothing queued or running, no other request in this pass of the loop) is computed in
+`submit` itself, without suspending; the next requests of the same pass (HTTP/1.1 connections
+whose data came in together) queue behind it and form one batch when the pass ends.
 """
 
 from __future__ import annotations
@@ -96,11 +99,13 @@ class Batcher(Generic[T, R]):
         self.latency = LatencyModel()
         self._levels: dict[int, collections.deque[_Pending[T, R]]] = {}
         self._queued = 0  # live items in the queues
+        self._rows: dict[int, int] = {}  # live rows queued per priority level
         self._idle: list[_Executor] = []
         self._executors: list[_Executor] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._flush_scheduled = False
+        self._arrivals_this_pass = 0  # requests that reached submit in this pass of the loop
         self._wake: asyncio.TimerHandle | None = None
         self._inflight = 0
         self._drained: asyncio.Event | None = None
@@ -133,7 +138,7 @@ class Batcher(Generic[T, R]):
             free_in = 0.0
         else:
             free_in = min(max(0.0, ex.busy_until - now) for ex in self._executors)
-        ahead = sum(p.size for level, q in self._levels.items() if level <= priority for p in q if p.live)
+        ahead = sum(rows for level, rows in self._rows.items() if level <= priority)
         if not ahead:
             return free_in
         chunk = max(1, self.max_batch_size)
@@ -196,10 +201,18 @@ class Batcher(Generic[T, R]):
         assert loop is not None
         self._admit(size, priority, deadline)
         if self._inline_below > 0 and not self._queued and self._idle and not self._inflight:
-            # Nothing else waits: a batch this cheap is computed right here, without suspending.
-            predicted = self.latency.predict(size)
-            if predicted is not None and predicted < self._inline_below:
-                return self._run_now(item, size)
+            if self._arrivals_this_pass:
+                # Another request arrived in this pass of the loop (HTTP/1.1 connections whose
+                # data came in together): queue behind it, and the flush at the end of the pass
+                # batches everything that arrived with it.
+                self._arrivals_this_pass += 1
+            else:
+                # Nothing else waits: a batch this cheap is computed right here, without suspending.
+                predicted = self.latency.predict(size)
+                if predicted is not None and predicted < self._inline_below:
+                    self._arrivals_this_pass = 1
+                    loop.call_soon(self._end_pass)
+                    return self._run_now(item, size)
         future: asyncio.Future[R] = loop.create_future()
         now = self._clock.monotonic()
         pending = _Pending(item, size, key, future, now, priority, deadline)
@@ -207,6 +220,7 @@ class Batcher(Generic[T, R]):
         if len(self._levels) > 1:
             self._levels = dict(sorted(self._levels.items()))
         self._queued += 1
+        self._rows[priority] = self._rows.get(priority, 0) + size
         if deadline is not None:
             pending.timer = loop.call_later(max(0.0, deadline - now), self._expire, pending)
         self._inflight += 1
@@ -218,17 +232,24 @@ class Batcher(Generic[T, R]):
         finally:
             self._inflight -= 1
             if not pending.taken:  # the caller went away while the item was queued
-                self._queued -= 1
-                pending.taken = True
+                self._take(pending)
             if pending.timer is not None:
                 pending.timer.cancel()
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
 
+    def _take(self, pending: _Pending[T, R]) -> None:
+        """The item leaves the queue (dispatched, expired, or its caller went away)."""
+        pending.taken = True
+        self._queued -= 1
+        self._rows[pending.priority] -= pending.size
+
+    def _end_pass(self) -> None:
+        self._arrivals_this_pass = 0
+
     def _expire(self, pending: _Pending[T, R]) -> None:
         if pending.live:
-            pending.taken = True
-            self._queued -= 1
+            self._take(pending)
             waited = (self._clock.monotonic() - pending.enqueued) * 1e3
             pending.future.set_exception(
                 Rejected("timeout", f"deadline passed after {waited:.1f} ms in the queue")
@@ -287,10 +308,9 @@ class Batcher(Generic[T, R]):
                 return
             batch = [view[i] for i in decision.take]
             for p in batch:
-                p.taken = True
+                self._take(p)
                 if p.timer is not None:
                     p.timer.cancel()
-            self._queued -= len(batch)
             executor = self._idle.pop()
             rows = sum(p.size for p in batch)
             predicted = self.latency.predict(rows)

@@ -322,3 +322,20 @@ async def test_inline_batches_run_on_the_loop_and_fail_cleanly() -> None:
     assert where == [threading.current_thread().name] * 3
     assert [(r.inline, r.failed) for r in reports] == [(True, False), (True, True), (True, False)]
     await batcher.close()
+
+
+async def test_requests_arriving_in_one_pass_of_the_loop_batch_together() -> None:
+    # HTTP/1.1 connections whose data came in together reach submit in one pass of the loop:
+    # the first is computed at once, the others queue behind it and form one batch at the end
+    # of the pass (run inline at once, each would be a batch of its own).
+    runner = Runner()
+    batcher: Batcher[str, str] = Batcher(runner, max_batch_size=8, inline_below_s=1.0)
+    for _ in range(5):
+        batcher.latency.observe(1, 0.0)
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(x) for x in "abcd")), WAIT)
+    assert results == ["r-a", "r-b", "r-c", "r-d"]
+    assert runner.calls == [["a"], ["b", "c", "d"]]
+    # In a later pass, a lone request is computed at once again.
+    assert await batcher.submit("e") == "r-e"
+    assert runner.calls[-1] == ["e"]
+    await batcher.close()
