@@ -200,7 +200,13 @@ class Batcher(Generic[T, R]):
         loop = self._loop
         assert loop is not None
         self._admit(size, priority, deadline)
-        if self._inline_below > 0 and not self._queued and self._idle and not self._inflight:
+        if (
+            self._inline_below > 0
+            and self.policy.dispatches_at_once
+            and not self._queued
+            and self._idle
+            and not self._inflight
+        ):
             if self._arrivals_this_pass:
                 # Another request arrived in this pass of the loop (HTTP/1.1 connections whose
                 # data came in together): queue behind it, and the flush at the end of the pass

@@ -59,6 +59,9 @@ class BatchPolicy(Protocol):
     """Chooses the next batch when an executor is idle."""
 
     name: str
+    # Whether a request that finds an executor idle and nothing queued is dispatched at once
+    # (the batcher may then compute it without queueing it at all).
+    dispatches_at_once: bool
 
     def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
         """The next batch out of `queue`, or when to look again."""
@@ -110,6 +113,7 @@ class AdaptivePolicy:
     """
 
     name = "adaptive"
+    dispatches_at_once = True
 
     def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
         chosen = compatible(queue, limits)
@@ -127,6 +131,7 @@ class FixedWindowPolicy:
     (to max_batch_size or the largest preferred size), then dispatch what is there."""
 
     name = "window"
+    dispatches_at_once = False  # the first request waits for the window like the others
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
@@ -147,6 +152,7 @@ class NoBatchingPolicy:
     """Each request is a batch of its own (for comparison)."""
 
     name = "none"
+    dispatches_at_once = True
 
     def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
         return Decision([0] if queue else [])

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fleetserve.batching.batcher import Batcher, BatcherClosed, BatchReport
+from fleetserve.batching.policy import FixedWindowPolicy
 from fleetserve.common.clock import FakeClock
 
 WAIT = 5.0  # seconds; a bound on waits that normally take microseconds
@@ -338,4 +339,22 @@ async def test_requests_arriving_in_one_pass_of_the_loop_batch_together() -> Non
     # In a later pass, a lone request is computed at once again.
     assert await batcher.submit("e") == "r-e"
     assert runner.calls[-1] == ["e"]
+    await batcher.close()
+
+
+async def test_the_fixed_window_waits_for_its_window_even_for_a_cheap_lone_request() -> None:
+    # Triton's dynamic batcher delays the first request up to max_queue_delay too: the lone-
+    # request fast path (computed at once in submit) is for policies that dispatch at once.
+    runner = Runner()
+    batcher: Batcher[str, str] = Batcher(
+        runner, max_batch_size=8, inline_below_s=1.0, policy=FixedWindowPolicy(0.05)
+    )
+    for _ in range(5):
+        batcher.latency.observe(1, 0.0)
+    first = asyncio.ensure_future(batcher.submit("a"))
+    await asyncio.sleep(0.01)
+    assert not first.done() and runner.calls == []  # waiting for the window
+    second = asyncio.ensure_future(batcher.submit("b"))
+    assert await asyncio.wait_for(asyncio.gather(first, second), WAIT) == ["r-a", "r-b"]
+    assert runner.calls == [["a", "b"]]
     await batcher.close()
