@@ -31,7 +31,6 @@ from typing import Any, Generic, TypeVar
 from fleetserve.common.clock import Clock, SystemClock
 
 from .latency import LatencyModel
-from .loop_load import LoopLoad
 from .policy import AdaptivePolicy, BatchPolicy, Limits
 from .results import BatcherClosed, BatchReport, Rejected, checked
 
@@ -88,7 +87,6 @@ class Batcher(Generic[T, R]):
         max_queue_delay_s: float | None = None,
         max_queue_size: int = 0,
         name: str = "batcher",
-        loop_load: LoopLoad | None = None,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
@@ -97,8 +95,6 @@ class Batcher(Generic[T, R]):
         self._on_batch = on_batch
         self._clock = clock or SystemClock()
         self._inline_below = inline_below_s
-        # inline batches run on the loop: its load is their executor's (None: nothing inline)
-        self._load = (loop_load or LoopLoad()) if inline_below_s > 0 else None
         self._max_queue = max_queue_size
         self.latency = LatencyModel()
         self._levels: dict[int, collections.deque[_Pending[T, R]]] = {}
@@ -210,7 +206,6 @@ class Batcher(Generic[T, R]):
             and not self._queued
             and self._idle
             and not self._inflight
-            and not self._saturated()
         ):
             if self._arrivals_this_pass:
                 # Another request arrived in this pass of the loop (HTTP/1.1 connections whose
@@ -248,9 +243,6 @@ class Batcher(Generic[T, R]):
                 pending.timer.cancel()
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
-
-    def _saturated(self) -> bool:
-        return self._load is not None and self._load.update()
 
     def _take(self, pending: _Pending[T, R]) -> None:
         """The item leaves the queue (dispatched, expired, or its caller went away)."""
@@ -315,7 +307,7 @@ class Batcher(Generic[T, R]):
             if not view:
                 return
             now = self._clock.monotonic()
-            decision = self.policy.choose(view, self.limits, now, self.latency, self._saturated())
+            decision = self.policy.choose(view, self.limits, now, self.latency)
             if not decision.take:
                 if decision.wait_until is not None and self._wake is None and self._loop is not None:
                     self._wake = self._loop.call_later(max(0.0, decision.wait_until - now), self._flush)
