@@ -165,3 +165,28 @@ async def test_start_with_redis_down_keeps_serving_and_catches_up(tmp_path: Path
     finally:
         await reader.stop()
         server.stop()
+
+
+async def test_a_refresh_that_read_before_this_stores_own_put_does_not_undo_it(redis_server: RedisServer) -> None:
+    # The race seen in the continuous-training e2e: the controller staged a shadow (put), and a
+    # background refresh that had read Redis just before applied the older plan over it, so the
+    # automated rollout saw its version back at "none" and stopped.
+    store = RedisPlanStore(redis_server.url)
+    try:
+        older = await store.put(RolloutPlan(model="digits", production=1))
+        real_mget = store._client.mget
+        newer: list[RolloutPlan] = []
+
+        async def mget_then_put(*args: object, **kwargs: object) -> object:
+            values = await real_mget(*args, **kwargs)  # reads the older plan
+            newer.append(await store.put(RolloutPlan(model="digits", production=1, shadows=[2])))
+            return values
+
+        store._client.mget = mget_then_put  # type: ignore[method-assign]
+        await store.refresh()
+        store._client.mget = real_mget  # type: ignore[method-assign]
+        assert newer and store.get("digits") == newer[0] and newer[0].revision > older.revision
+        await store.refresh()  # a refresh that began after the put reads it as it is
+        assert store.get("digits") == newer[0]
+    finally:
+        await store.stop()

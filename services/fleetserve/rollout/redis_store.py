@@ -56,6 +56,7 @@ class RedisPlanStore:
         self._raw: dict[str, bytes] = {}  # what each cached plan was parsed from
         self._bad: dict[str, bytes] = {}  # corrupt values already logged
         self._lock = asyncio.Lock()  # a background read never lands over a newer put
+        self._puts = 0  # puts so far: a read that began before the latest put is stale
         self._task: asyncio.Task[None] | None = None
         self._down = False
 
@@ -81,6 +82,7 @@ class RedisPlanStore:
                     break
                 except WatchError:  # another writer got in between: read its revision again
                     continue
+            self._puts += 1
             self._remember(plan.model, raw, stored)
         return stored
 
@@ -108,6 +110,7 @@ class RedisPlanStore:
 
     async def refresh(self) -> None:
         """Re-read every plan now; forget models whose key is gone. Raises RedisError when down."""
+        puts = self._puts
         names: list[str] = []
         async for key in self._client.scan_iter(match=KEY_PREFIX + "*", count=1000):
             name = (key.decode() if isinstance(key, bytes) else str(key))[len(KEY_PREFIX) :]
@@ -115,6 +118,8 @@ class RedisPlanStore:
                 names.append(name)
         values: list[Any] = await self._client.mget([plan_key(n) for n in names]) if names else []
         async with self._lock:
+            if self._puts != puts:
+                return  # read before this store's own newer put: the next refresh reads again
             present = {n for n, v in zip(names, values, strict=True) if v is not None}
             for model in set(self._plans) - present:
                 self._forget(model)
@@ -123,8 +128,11 @@ class RedisPlanStore:
                     self._apply(model, value)
 
     async def _refresh_one(self, model: str) -> None:
+        puts = self._puts
         value: Any = await self._client.get(plan_key(model))  # bytes: decode_responses is off
         async with self._lock:
+            if self._puts != puts:
+                return  # read before this store's own newer put
             if value is None:
                 self._forget(model)
             else:
