@@ -167,7 +167,7 @@ async def test_start_with_redis_down_keeps_serving_and_catches_up(tmp_path: Path
         server.stop()
 
 
-async def test_a_refresh_that_read_before_this_stores_own_put_does_not_undo_it(redis_server: RedisServer) -> None:
+async def test_a_refresh_that_read_before_its_own_put_does_not_undo_it(redis_server: RedisServer) -> None:
     # The race seen in the continuous-training e2e: the controller staged a shadow (put), and a
     # background refresh that had read Redis just before applied the older plan over it, so the
     # automated rollout saw its version back at "none" and stopped.
