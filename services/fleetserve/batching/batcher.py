@@ -23,8 +23,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import queue
-import threading
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +30,7 @@ from fleetserve.common.clock import Clock, SystemClock
 
 from .latency import LatencyModel
 from .policy import AdaptivePolicy, BatchPolicy, Limits
+from .queued import Executor, Pending
 from .results import BatcherClosed, BatchReport, Rejected, checked
 
 __all__ = ["BatchReport", "Batcher", "BatcherClosed", "Rejected"]
@@ -40,34 +39,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class _Pending(Generic[T, R]):
-    __slots__ = ("deadline", "enqueued", "future", "item", "key", "priority", "size", "taken", "timer")
-
-    def __init__(
-        self,
-        item: T,
-        size: int,
-        key: Hashable,
-        future: asyncio.Future[R],
-        enqueued: float,
-        priority: int,
-        deadline: float | None,
-    ) -> None:
-        self.item = item
-        self.size = size
-        self.key = key
-        self.future = future
-        self.enqueued = enqueued
-        self.priority = priority
-        self.deadline = deadline
-        self.taken = False
-        self.timer: asyncio.TimerHandle | None = None
-
-    @property
-    def live(self) -> bool:
-        return not self.taken and not self.future.done()
 
 
 class Batcher(Generic[T, R]):
@@ -97,11 +68,11 @@ class Batcher(Generic[T, R]):
         self._inline_below = inline_below_s
         self._max_queue = max_queue_size
         self.latency = LatencyModel()
-        self._levels: dict[int, collections.deque[_Pending[T, R]]] = {}
+        self._levels: dict[int, collections.deque[Pending[T, R]]] = {}
         self._queued = 0  # live items in the queues
         self._rows: dict[int, int] = {}  # live rows queued per priority level
-        self._idle: list[_Executor] = []
-        self._executors: list[_Executor] = []
+        self._idle: list[Executor] = []
+        self._executors: list[Executor] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._flush_scheduled = False
@@ -125,7 +96,7 @@ class Batcher(Generic[T, R]):
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         for i in range(self._count):
-            ex = _Executor(f"{self._name}-{i}", self)
+            ex = Executor(f"{self._name}-{i}", self._execute)
             self._executors.append(ex)
             self._idle.append(ex)
 
@@ -221,7 +192,7 @@ class Batcher(Generic[T, R]):
                     return self._run_now(item, size)
         future: asyncio.Future[R] = loop.create_future()
         now = self._clock.monotonic()
-        pending = _Pending(item, size, key, future, now, priority, deadline)
+        pending = Pending(item, size, key, future, now, priority, deadline)
         self._levels.setdefault(priority, collections.deque()).append(pending)
         if len(self._levels) > 1:
             self._levels = dict(sorted(self._levels.items()))
@@ -244,7 +215,7 @@ class Batcher(Generic[T, R]):
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
 
-    def _take(self, pending: _Pending[T, R]) -> None:
+    def _take(self, pending: Pending[T, R]) -> None:
         """The item leaves the queue (dispatched, expired, or its caller went away)."""
         pending.taken = True
         self._queued -= 1
@@ -253,7 +224,7 @@ class Batcher(Generic[T, R]):
     def _end_pass(self) -> None:
         self._arrivals_this_pass = 0
 
-    def _expire(self, pending: _Pending[T, R]) -> None:
+    def _expire(self, pending: Pending[T, R]) -> None:
         if pending.live:
             self._take(pending)
             waited = (self._clock.monotonic() - pending.enqueued) * 1e3
@@ -289,9 +260,9 @@ class Batcher(Generic[T, R]):
             self._wake = None
         self._dispatch()
 
-    def _view(self) -> list[_Pending[T, R]]:
+    def _view(self) -> list[Pending[T, R]]:
         """Live items in dispatch order, dropping dead ones at each level's head."""
-        view: list[_Pending[T, R]] = []
+        view: list[Pending[T, R]] = []
         limit = 4 * max(1, self.max_batch_size)
         for q in self._levels.values():
             while q and not q[0].live:
@@ -326,7 +297,7 @@ class Batcher(Generic[T, R]):
             executor.busy_until = now + (predicted or 0.0)
             executor.jobs.put(batch)
 
-    def _execute_inline(self, executor: _Executor, batch: list[_Pending[T, R]]) -> None:
+    def _execute_inline(self, executor: Executor, batch: list[Pending[T, R]]) -> None:
         started = self._clock.monotonic()
         try:
             results: Any = self._run([p.item for p in batch])
@@ -336,8 +307,8 @@ class Batcher(Generic[T, R]):
 
     def _complete(
         self,
-        executor: _Executor,
-        batch: list[_Pending[T, R]],
+        executor: Executor,
+        batch: list[Pending[T, R]],
         results: Any,
         started: float,
         ended: float,
@@ -369,7 +340,7 @@ class Batcher(Generic[T, R]):
         except Exception:  # statistics must not stall the queue behind this batch
             log.exception("%s: on_batch failed", self._name)
 
-    def _execute(self, executor: _Executor, batch: list[_Pending[T, R]]) -> None:
+    def _execute(self, executor: Executor, batch: list[Pending[T, R]]) -> None:
         started = self._clock.monotonic()
         try:
             results: Any = self._run([p.item for p in batch])
@@ -397,21 +368,3 @@ class Batcher(Generic[T, R]):
             ex.jobs.put(None)
         for ex in self._executors:
             await asyncio.to_thread(ex.thread.join, 5.0)
-
-
-class _Executor:
-    """One thread that runs one batch at a time."""
-
-    def __init__(self, name: str, owner: Batcher[Any, Any]) -> None:
-        self.jobs: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
-        self.busy_until = 0.0
-        self._owner = owner
-        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            batch = self.jobs.get()
-            if batch is None:
-                return
-            self._owner._execute(self, batch)
