@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from fleetserve.common.clock import Clock, SystemClock
 
 from .latency import LatencyModel
+from .loop_load import LoopLoad
 from .policy import AdaptivePolicy, BatchPolicy, Limits
 from .queued import Executor, Pending
 from .results import BatcherClosed, BatchReport, Rejected, checked
@@ -58,6 +59,7 @@ class Batcher(Generic[T, R]):
         max_queue_delay_s: float | None = None,
         max_queue_size: int = 0,
         name: str = "batcher",
+        loop_load: LoopLoad | None = None,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
@@ -66,6 +68,8 @@ class Batcher(Generic[T, R]):
         self._on_batch = on_batch
         self._clock = clock or SystemClock()
         self._inline_below = inline_below_s
+        # inline batches run on the loop: its load is their executor's (None: nothing inline)
+        self._load = (loop_load or LoopLoad()) if inline_below_s > 0 else None
         self._max_queue = max_queue_size
         self.latency = LatencyModel()
         self._levels: dict[int, collections.deque[Pending[T, R]]] = {}
@@ -177,6 +181,7 @@ class Batcher(Generic[T, R]):
             and not self._queued
             and self._idle
             and not self._inflight
+            and not self._saturated()
         ):
             if self._arrivals_this_pass:
                 # Another request arrived in this pass of the loop (HTTP/1.1 connections whose
@@ -214,6 +219,9 @@ class Batcher(Generic[T, R]):
                 pending.timer.cancel()
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
+
+    def _saturated(self) -> bool:
+        return self._load is not None and self._load.update()
 
     def _take(self, pending: Pending[T, R]) -> None:
         """The item leaves the queue (dispatched, expired, or its caller went away)."""
@@ -278,7 +286,7 @@ class Batcher(Generic[T, R]):
             if not view:
                 return
             now = self._clock.monotonic()
-            decision = self.policy.choose(view, self.limits, now, self.latency)
+            decision = self.policy.choose(view, self.limits, now, self.latency, self._saturated())
             if not decision.take:
                 if decision.wait_until is not None and self._wake is None and self._loop is not None:
                     self._wake = self._loop.call_later(max(0.0, decision.wait_until - now), self._flush)

@@ -63,8 +63,16 @@ class BatchPolicy(Protocol):
     # (the batcher may then compute it without queueing it at all).
     dispatches_at_once: bool
 
-    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
-        """The next batch out of `queue`, or when to look again."""
+    def choose(
+        self,
+        queue: Sequence[Queued],
+        limits: Limits,
+        now: float,
+        latency: LatencyModel,
+        saturated: bool = False,
+    ) -> Decision:
+        """The next batch out of `queue`, or when to look again. `saturated`: the event loop,
+        which runs the cheap batches itself, is busy nearly all the time."""
         ...
 
 
@@ -109,21 +117,53 @@ class AdaptivePolicy:
     among its items.
 
     At low load batches are single requests; under load, requests queue while executors are
-    busy and the next idle executor takes as many as their deadlines allow.
+    busy and the next idle executor takes as many as their deadlines allow. When the event loop
+    is saturated (cheap batches run on the loop, so an "idle executor" is no sign of low load),
+    the head of the queue waits for the batch to fill, at most `coalesce_share` of its deadline
+    budget (and `coalesce_max_s`, and max_queue_delay_microseconds when set): measured on digits
+    over gRPC at c=64, batches of 14 instead of 1 took 396 instead of 593 µs of CPU per request,
+    the per-batch cost (dispatch, statistics, waking the handlers, writing their answers) being
+    far above the model's own 54 µs.
     """
 
     name = "adaptive"
     dispatches_at_once = True
 
-    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
-        chosen = compatible(queue, limits)
+    def __init__(self, coalesce_share: float = 0.5, coalesce_max_s: float = 0.005) -> None:
+        self.coalesce_share = coalesce_share
+        self.coalesce_max_s = coalesce_max_s
+
+    def choose(
+        self,
+        queue: Sequence[Queued],
+        limits: Limits,
+        now: float,
+        latency: LatencyModel,
+        saturated: bool = False,
+    ) -> Decision:
+        full = compatible(queue, limits)
+        chosen = list(full)
         while len(chosen) > 1:
             deadlines = [d for d in (queue[i].deadline for i in chosen) if d is not None]
             predicted = latency.predict_tail(sum(queue[i].size for i in chosen))
             if not deadlines or predicted is None or now + predicted <= min(deadlines):
                 break
             chosen.pop()
+        if saturated and chosen and limits.max_batch_size > 0:
+            due = self._coalesce_until(queue[0], limits)
+            rows = sum(queue[i].size for i in chosen)
+            target = max(limits.preferred) if limits.preferred else limits.max_batch_size
+            if now < due and rows < target and len(chosen) == len(full):
+                return Decision(wait_until=due)
         return Decision(_preferred_prefix(queue, chosen, limits.preferred))
+
+    def _coalesce_until(self, head: Queued, limits: Limits) -> float:
+        wait = self.coalesce_max_s
+        if head.deadline is not None:
+            wait = min(wait, self.coalesce_share * max(0.0, head.deadline - head.enqueued))
+        if limits.max_queue_delay_s is not None:
+            wait = min(wait, limits.max_queue_delay_s)
+        return head.enqueued + wait
 
 
 class FixedWindowPolicy:
@@ -136,7 +176,14 @@ class FixedWindowPolicy:
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
 
-    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
+    def choose(
+        self,
+        queue: Sequence[Queued],
+        limits: Limits,
+        now: float,
+        latency: LatencyModel,
+        saturated: bool = False,
+    ) -> Decision:
         chosen = compatible(queue, limits)
         if not chosen:
             return Decision()
@@ -154,7 +201,14 @@ class NoBatchingPolicy:
     name = "none"
     dispatches_at_once = True
 
-    def choose(self, queue: Sequence[Queued], limits: Limits, now: float, latency: LatencyModel) -> Decision:
+    def choose(
+        self,
+        queue: Sequence[Queued],
+        limits: Limits,
+        now: float,
+        latency: LatencyModel,
+        saturated: bool = False,
+    ) -> Decision:
         return Decision([0] if queue else [])
 
 

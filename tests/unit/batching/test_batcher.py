@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from fleetserve.batching.batcher import Batcher, BatcherClosed, BatchReport
-from fleetserve.batching.policy import FixedWindowPolicy
+from fleetserve.batching.loop_load import LoopLoad
+from fleetserve.batching.policy import AdaptivePolicy, FixedWindowPolicy
 from fleetserve.common.clock import FakeClock
 
 WAIT = 5.0  # seconds; a bound on waits that normally take microseconds
@@ -354,6 +355,27 @@ async def test_the_fixed_window_waits_for_its_window_even_for_a_cheap_lone_reque
     first = asyncio.ensure_future(batcher.submit("a"))
     await asyncio.sleep(0.01)
     assert not first.done() and runner.calls == []  # waiting for the window
+    second = asyncio.ensure_future(batcher.submit("b"))
+    assert await asyncio.wait_for(asyncio.gather(first, second), WAIT) == ["r-a", "r-b"]
+    assert runner.calls == [["a", "b"]]
+    await batcher.close()
+
+
+class _Saturated(LoopLoad):
+    def update(self) -> bool:
+        return True
+
+
+async def test_a_saturated_loop_coalesces_cheap_requests_instead_of_computing_each_at_once() -> None:
+    runner = Runner()
+    batcher: Batcher[str, str] = Batcher(
+        runner, max_batch_size=8, inline_below_s=1.0, policy=AdaptivePolicy(0.5, 0.05), loop_load=_Saturated()
+    )
+    for _ in range(5):
+        batcher.latency.observe(1, 0.0)
+    first = asyncio.ensure_future(batcher.submit("a", deadline=None))
+    await asyncio.sleep(0.01)
+    assert not first.done() and runner.calls == []  # waiting for the batch to fill
     second = asyncio.ensure_future(batcher.submit("b"))
     assert await asyncio.wait_for(asyncio.gather(first, second), WAIT) == ["r-a", "r-b"]
     assert runner.calls == [["a", "b"]]

@@ -123,3 +123,48 @@ def test_policy_named() -> None:
     assert isinstance(policy_named("none", 0.001), NoBatchingPolicy)
     with pytest.raises(ValueError, match="adaptive, window, none"):
         policy_named("fifo", 0.001)
+
+
+# --- adaptive, with the event loop saturated: coalesce within the deadline budget
+
+CHEAP = model(0.00001, 0.00005)  # 10 µs per row + 50 µs: a batch that runs on the loop
+
+
+def test_adaptive_dispatches_a_lone_request_at_once_unless_the_loop_is_saturated() -> None:
+    items = [Item(enqueued=1.0, deadline=1.010)]
+    assert AdaptivePolicy().choose(items, Limits(64), 1.0, CHEAP).take == [0]
+    waiting = AdaptivePolicy().choose(items, Limits(64), 1.0, CHEAP, saturated=True)
+    # half of the 10 ms budget, the default share
+    assert waiting.take == [] and waiting.wait_until == pytest.approx(1.005)
+
+
+def test_adaptive_coalescing_ends_at_the_due_time_or_a_full_batch() -> None:
+    policy = AdaptivePolicy(coalesce_share=0.5, coalesce_max_s=0.005)
+    items = [Item(enqueued=1.0, deadline=1.004), Item(enqueued=1.001, deadline=1.005)]
+    assert policy.choose(items, Limits(64), 1.0015, CHEAP, saturated=True).wait_until == pytest.approx(1.002)
+    assert policy.choose(items, Limits(64), 1.002, CHEAP, saturated=True).take == [0, 1]
+    # a full batch (max_batch_size, or the largest preferred size) goes at once
+    assert policy.choose(items, Limits(2), 1.0015, CHEAP, saturated=True).take == [0, 1]
+    assert policy.choose(items, Limits(64, (2,)), 1.0015, CHEAP, saturated=True).take == [0, 1]
+
+
+def test_adaptive_coalescing_is_bounded_by_its_cap_and_max_queue_delay() -> None:
+    policy = AdaptivePolicy(coalesce_share=0.5, coalesce_max_s=0.005)
+    slack = [Item(enqueued=1.0, deadline=2.0)]  # a 1 s budget: the cap decides
+    assert policy.choose(slack, Limits(64), 1.0, CHEAP, saturated=True).wait_until == pytest.approx(1.005)
+    lone = [Item(enqueued=1.0)]
+    assert policy.choose(lone, Limits(64), 1.0, CHEAP, saturated=True).wait_until == pytest.approx(1.005)
+    bounded = Limits(64, max_queue_delay_s=0.001)
+    assert policy.choose(slack, bounded, 1.0, CHEAP, saturated=True).wait_until == pytest.approx(1.001)
+
+
+def test_adaptive_does_not_wait_when_deadlines_already_cut_the_batch() -> None:
+    # 8 rows would take 8 ms + 1 ms: past the head's deadline, so the batch is cut and sent
+    items = [Item(enqueued=1.0, deadline=1.006) for _ in range(8)]
+    decision = AdaptivePolicy().choose(items, Limits(64), 1.0, FLAT, saturated=True)
+    assert decision.take and len(decision.take) < 8
+
+
+def test_unbatched_models_never_wait() -> None:
+    items = [Item(enqueued=1.0, deadline=1.010)]
+    assert AdaptivePolicy().choose(items, Limits(0), 1.0, CHEAP, saturated=True).take == [0]
