@@ -30,7 +30,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from typing import Any
 
 from fleetserve.cluster.layout import cluster_ports
 from fleetserve.cluster.settings import UpSettings
+from fleetserve.engines.ports import is_free
 from loadtests.bench import load_model_spec, run_sweep
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -66,21 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_offset(replicas: int) -> int:
     """A port offset at which every port of the cluster is free (all below the ephemeral range)."""
     rng = random.Random(os.getpid())
     for _ in range(200):
         offset = rng.randrange(-5000, 12000)
-        if all(_free(p) for p in cluster_ports(UpSettings(port_offset=offset), replicas)):
+        if all(is_free("127.0.0.1", p) for p in cluster_ports(UpSettings(port_offset=offset), replicas)):
             return offset
     raise RuntimeError("no port offset with every port of the cluster free")
 

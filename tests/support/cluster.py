@@ -21,6 +21,7 @@ import pytest
 
 from fleetserve.cluster import layout, programs
 from fleetserve.cluster.settings import UpSettings
+from fleetserve.engines.ports import is_free
 
 # Every port of a cluster is a CONTRACT.md default plus the offset; offsets in this range keep
 # all of them below Linux's ephemeral range (32768-), where the other tests' free ports come from.
@@ -37,15 +38,6 @@ def require(*needed: programs.Program) -> None:
         pytest.skip(reason)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def cluster_ports(offset: int, replicas: int) -> list[int]:
     """Every port a cluster of `replicas` replicas listens on at `offset`."""
     return layout.cluster_ports(UpSettings(port_offset=offset), replicas)
@@ -56,7 +48,7 @@ def free_offset(replicas: int) -> int:
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
     for _ in range(200):
         offset = rng.choice(_OFFSETS)
-        if all(_free(p) for p in cluster_ports(offset, replicas)):
+        if all(is_free("127.0.0.1", p) for p in cluster_ports(offset, replicas)):
             return offset
     raise RuntimeError("no port offset with all the cluster's ports free")
 

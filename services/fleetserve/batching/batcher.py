@@ -80,7 +80,7 @@ class Batcher(Generic[T, R]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._flush_scheduled = False
-        self._arrivals_this_pass = 0  # requests that reached submit in this pass of the loop
+        self._pass_open = False  # a request reached submit in this pass of the loop
         self._wake: asyncio.TimerHandle | None = None
         self._inflight = 0
         self._drained: asyncio.Event | None = None
@@ -182,19 +182,16 @@ class Batcher(Generic[T, R]):
             and self._idle
             and not self._inflight
             and not self._saturated()
+            # past the first request of a pass of the loop (HTTP/1.1 connections whose data
+            # came in together), requests queue: the flush at the end of the pass batches them
+            and not self._pass_open
         ):
-            if self._arrivals_this_pass:
-                # Another request arrived in this pass of the loop (HTTP/1.1 connections whose
-                # data came in together): queue behind it, and the flush at the end of the pass
-                # batches everything that arrived with it.
-                self._arrivals_this_pass += 1
-            else:
-                # Nothing else waits: a batch this cheap is computed right here, without suspending.
-                predicted = self.latency.predict(size)
-                if predicted is not None and predicted < self._inline_below:
-                    self._arrivals_this_pass = 1
-                    loop.call_soon(self._end_pass)
-                    return self._run_now(item, size)
+            # Nothing else waits: a batch this cheap is computed right here, without suspending.
+            predicted = self.latency.predict(size)
+            if predicted is not None and predicted < self._inline_below:
+                self._pass_open = True
+                loop.call_soon(self._end_pass)
+                return self._run_now(item, size)
         future: asyncio.Future[R] = loop.create_future()
         now = self._clock.monotonic()
         pending = Pending(item, size, key, future, now, priority, deadline)
@@ -230,7 +227,7 @@ class Batcher(Generic[T, R]):
         self._rows[pending.priority] -= pending.size
 
     def _end_pass(self) -> None:
-        self._arrivals_this_pass = 0
+        self._pass_open = False
 
     def _expire(self, pending: Pending[T, R]) -> None:
         if pending.live:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import signal
 import sys
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ from .ports import PortTaken, bind, check_free
 from .wiring import build_gateway
 
 GIL_SWITCH_INTERVAL_S = 0.0005  # see serve()
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,7 +107,11 @@ class LocalServer:
         )
         rest_server = uvicorn.Server(config)
         rest_task = asyncio.create_task(rest_server.serve(sockets=[http_sock]))
-        poll_task = asyncio.create_task(self._poll()) if s.model_control_mode == "poll" else None
+        poll_task = (
+            asyncio.create_task(self.manager.poll_forever(s.repository_poll_secs))
+            if s.model_control_mode == "poll"
+            else None
+        )
         self.ports = BoundPorts(http_sock.getsockname()[1], grpc_port, metrics_port)
         self.started.set()
         self._announce()
@@ -146,14 +147,6 @@ class LocalServer:
             f"  metrics  http://{host}:{self.ports.metrics}/metrics",
             flush=True,
         )
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.repository_poll_secs)
-            try:
-                await self.manager.poll()
-            except Exception:  # a broken poll must not stop serving; the next one retries
-                log.exception("repository poll failed")
 
 
 def serve(settings: ServeSettings) -> None:

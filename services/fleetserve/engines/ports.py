@@ -29,3 +29,12 @@ def bind(host: str, port: int, what: str) -> socket.socket:
 def check_free(host: str, port: int, what: str) -> None:
     """Raise PortTaken when host:port cannot be bound now."""
     bind(host, port, what).close()
+
+
+def is_free(host: str, port: int) -> bool:
+    """Whether host:port can be bound now, as a server of this project would bind it."""
+    try:
+        check_free(host, port, "a free-port check")
+    except PortTaken:
+        return False
+    return True

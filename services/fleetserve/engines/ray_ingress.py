@@ -60,17 +60,11 @@ class Gateway:
         await self.predlog.start()
         await self.manager.start(s.model_control_mode, s.load_model)
         self._poll_task = (
-            asyncio.get_running_loop().create_task(self._poll()) if s.model_control_mode == "poll" else None
+            asyncio.get_running_loop().create_task(self.manager.poll_forever(s.repository_poll_secs))
+            if s.model_control_mode == "poll"
+            else None
         )
         self.serving = True
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.repository_poll_secs)
-            try:
-                await self.manager.poll()
-            except Exception:  # a broken poll must not stop serving; the next one retries
-                log.exception("repository poll failed")
 
     # --- REST, from Ray's HTTP proxy ---
 

@@ -240,6 +240,15 @@ class ModelManager:
             entry.config_fingerprint = ()
             self._retire(list(old.values()))
 
+    async def poll_forever(self, every_s: float) -> None:
+        """`poll` every `every_s` seconds until cancelled; a failed poll is logged, the next retries."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.poll()
+            except Exception:  # a broken poll must not stop serving
+                log.exception("repository poll failed")
+
     async def poll(self) -> None:
         """Pick up new, changed and removed models and versions."""
         async with self._lock:
