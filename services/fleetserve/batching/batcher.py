@@ -220,6 +220,11 @@ class Batcher(Generic[T, R]):
     def _saturated(self) -> bool:
         return self._load is not None and self._load.update()
 
+    def _inline(self, rows: int) -> bool:
+        """Whether a batch of `rows` would run on the loop (the loop's load is then its executor's)."""
+        predicted = self.latency.predict(rows)
+        return self._inline_below > 0 and predicted is not None and predicted < self._inline_below
+
     def _take(self, pending: Pending[T, R]) -> None:
         """The item leaves the queue (dispatched, expired, or its caller went away)."""
         pending.taken = True
@@ -283,7 +288,9 @@ class Batcher(Generic[T, R]):
             if not view:
                 return
             now = self._clock.monotonic()
-            decision = self.policy.choose(view, self.limits, now, self.latency, self._saturated())
+            # coalescing on a saturated loop is for models whose batches the loop itself runs
+            saturated = self._inline(view[0].size) and self._saturated()
+            decision = self.policy.choose(view, self.limits, now, self.latency, saturated)
             if not decision.take:
                 if decision.wait_until is not None and self._wake is None and self._loop is not None:
                     self._wake = self._loop.call_later(max(0.0, decision.wait_until - now), self._flush)
@@ -295,10 +302,10 @@ class Batcher(Generic[T, R]):
                     p.timer.cancel()
             executor = self._idle.pop()
             rows = sum(p.size for p in batch)
-            predicted = self.latency.predict(rows)
-            if self._inline_below > 0 and predicted is not None and predicted < self._inline_below:
+            if self._inline(rows):
                 self._execute_inline(executor, batch)
                 continue
+            predicted = self.latency.predict(rows)
             executor.busy_until = now + (predicted or 0.0)
             executor.jobs.put(batch)
 

@@ -380,3 +380,21 @@ async def test_a_saturated_loop_coalesces_cheap_requests_instead_of_computing_ea
     assert await asyncio.wait_for(asyncio.gather(first, second), WAIT) == ["r-a", "r-b"]
     assert runner.calls == [["a", "b"]]
     await batcher.close()
+
+
+async def test_a_saturated_loop_does_not_delay_batches_that_run_on_executor_threads() -> None:
+    # A model whose batches are not cheap (resnet-like) runs them on threads: the loop's load is
+    # not their executor's, so a lone request is dispatched at once, not held to coalesce (here
+    # the policy would hold it for a second).
+    runner = Runner()
+    policy = AdaptivePolicy(coalesce_share=0.5, coalesce_max_s=1.0)
+    batcher: Batcher[str, str] = Batcher(
+        runner, max_batch_size=8, inline_below_s=0.001, policy=policy, loop_load=_Saturated()
+    )
+    for _ in range(5):
+        batcher.latency.observe(1, 0.01)  # 10 ms a batch: past the inline bound
+    task = asyncio.ensure_future(batcher.submit("a"))
+    assert await asyncio.to_thread(runner.entered.wait, 0.5), "held back to coalesce"
+    assert await asyncio.wait_for(task, WAIT) == "r-a"
+    assert runner.calls == [["a"]]
+    await batcher.close()
