@@ -175,6 +175,8 @@ class Batcher(Generic[T, R]):
         loop = self._loop
         assert loop is not None
         self._admit(size, priority, deadline)
+        if self._load is not None:
+            self._load.arrived()
         if (
             self._inline_below > 0
             and self.policy.dispatches_at_once

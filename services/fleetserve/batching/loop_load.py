@@ -9,6 +9,12 @@ measured on one core at c=64, the loop thread was on the CPU 67% of the time, th
 the transport's and the prediction log's threads while it waited for the core. On Linux that is
 /proc/thread-self/schedstat (run time + run-queue wait); elsewhere the thread's CPU time.
 Read on the loop thread: both are per thread.
+
+A saturated loop alone is not enough: on a machine busy with other processes the loop thread
+waits for a CPU most of the time even at low traffic, and holding a lone request gains nothing
+when no other arrives meanwhile (measured: a canary at ~30 req/s on such a machine, held up to
+4.5 ms, failed its rollout's latency guardrail). So `saturated` also needs `min_rate` arrivals
+a second (by default 400: two more within the 5 ms a request may be held).
 """
 
 from __future__ import annotations
@@ -45,11 +51,15 @@ class LoopLoad:
         period_s: float = 0.1,
         enter: float = 0.9,
         leave: float = 0.6,
+        min_rate: float = 400.0,
         wall: Callable[[], float] = time.perf_counter,
         busy: Callable[[], float] | None = None,
     ) -> None:
         self._period = period_s
         self._enter, self._leave = enter, leave
+        self._min_rate = min_rate
+        self._arrivals = 0
+        self.rate = 0.0  # arrivals a second over the last period
         self._wall = wall
         self._busy = busy or _source()
         # The first update takes the baseline: the batcher is built on a loader thread, and
@@ -59,16 +69,22 @@ class LoopLoad:
         self.share = 0.0
         self.saturated = False
 
+    def arrived(self) -> None:
+        """Count one request that reached the batcher."""
+        self._arrivals += 1
+
     def update(self) -> bool:
         """Whether the loop is saturated; re-measured at most once per period. Call it on the loop."""
         now = self._wall()
         if self._t0 is None:
-            self._t0, self._b0 = now, self._busy()
+            self._t0, self._b0, self._arrivals = now, self._busy(), 0
             return self.saturated
         elapsed = now - self._t0
         if elapsed >= self._period:
             busy = self._busy()
             self.share = min(1.0, (busy - self._b0) / elapsed)
-            self._t0, self._b0 = now, busy
-            self.saturated = self.share > self._leave if self.saturated else self.share >= self._enter
+            self.rate = self._arrivals / elapsed
+            self._t0, self._b0, self._arrivals = now, busy, 0
+            loaded = self.share > self._leave if self.saturated else self.share >= self._enter
+            self.saturated = loaded and self.rate >= self._min_rate
         return self.saturated

@@ -19,7 +19,8 @@ class Clocks:
 
 def gauge(clocks: Clocks) -> LoopLoad:
     """A gauge on `clocks` whose baseline (its first update) is taken now."""
-    load = LoopLoad(period_s=0.04, wall=lambda: clocks.wall, busy=lambda: clocks.busy)  # steps: 0.05 s
+    # steps of 0.05 s; min_rate 0: only the share decides here
+    load = LoopLoad(period_s=0.04, min_rate=0.0, wall=lambda: clocks.wall, busy=lambda: clocks.busy)
     assert not load.update()
     return load
 
@@ -75,3 +76,17 @@ def test_runnable_seconds_grow_with_work_and_not_with_sleep() -> None:
     thread.join()
     assert found["slept"] < 0.05
     assert found["worked"] > 0.15
+
+
+def test_a_saturated_loop_with_few_arrivals_is_not_worth_coalescing() -> None:
+    clocks = Clocks()
+    load = LoopLoad(period_s=0.04, min_rate=400.0, wall=lambda: clocks.wall, busy=lambda: clocks.busy)
+    assert not load.update()
+    for _ in range(2):  # 40 a second: a busy machine, little traffic
+        load.arrived()
+    clocks.advance(0.05, 0.05)
+    assert not load.update() and load.share == 1.0 and abs(load.rate - 40.0) < 1e-9
+    for _ in range(30):  # 600 a second
+        load.arrived()
+    clocks.advance(0.05, 0.05)
+    assert load.update()
