@@ -89,15 +89,17 @@ WINDOWS = ("window-1ms", "window-5ms")
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """The SLO and batch limit each model is measured with."""
+    """The SLO and batch limit each model is measured with, and its default open-loop seconds
+    per point (enough arrivals for a p99: resnet18's 7-33 req/s need longer than digits')."""
 
     slo_ms: float
     max_batch_size: int
+    open_s: float
 
 
 MODELS: dict[str, ModelSettings] = {
-    "resnet18": ModelSettings(slo_ms=100.0, max_batch_size=32),
-    "digits": ModelSettings(slo_ms=10.0, max_batch_size=64),
+    "resnet18": ModelSettings(slo_ms=100.0, max_batch_size=32, open_s=24.0),
+    "digits": ModelSettings(slo_ms=10.0, max_batch_size=64, open_s=8.0),
 }
 LOADS_PCT = (25, 50, 75, 90, 100, 120)
 OVERLOAD_PCT, RECOVERY_PCT = 120, 50
@@ -142,10 +144,17 @@ class Durations:
 
     @classmethod
     def of(cls, duration: float, closed: float, quick: bool) -> Durations:
-        """The full run's durations, or the short ones of ``--quick``."""
+        """The full run's durations, or the short ones of ``--quick``. The overload run's two
+        phases grow with the open-loop points (a third and a half of them, at least 4 and 6 s)."""
         if quick:
             return cls(1.0, 0.3, min(duration, 2.0), 0.5, 2.0, 3.0, 0.5)
-        return cls(closed, 0.5, duration, 1.0, 4.0, 6.0, 0.5)
+        return cls(closed, 0.5, duration, 1.0, max(4.0, duration / 3), max(6.0, duration / 2), 0.5)
+
+
+def durations_for(name: str, args: argparse.Namespace) -> Durations:
+    """The durations of one model's points: ``--duration`` when given, else the model's own."""
+    duration = args.duration if args.duration is not None else MODELS[name].open_s
+    return Durations.of(duration, args.closed_duration, args.quick)
 
 
 # --------------------------------------------------------------------------------------------
@@ -795,7 +804,7 @@ async def measure_model(
 ) -> dict[str, Any]:
     """Every measurement of one model, the servers already started."""
     settings: ModelSettings = MODELS[name]
-    durations: Durations = args.durations
+    durations = durations_for(name, args)
     client_timeout = settings.slo_ms / 1e3 + CLIENT_TIMEOUT_EXTRA_S
     result: dict[str, Any] = {"slo_ms": settings.slo_ms, "max_batch_size": settings.max_batch_size}
 
@@ -1098,7 +1107,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models", default="resnet18,digits", help=f"comma-separated, of {', '.join(MODELS)}"
     )
-    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per open-loop point")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="measured seconds per open-loop point (default: resnet18 24, digits 8)",
+    )
     parser.add_argument(
         "--closed-duration", type=float, default=2.5, help="measured seconds per closed-loop point"
     )
@@ -1130,9 +1144,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.concurrency = sorted({1, 8, CLOSED_CONCURRENCY} | ({CLOSED_CONCURRENCY} & set(args.concurrency)))
     if any(c < 1 or c > 1024 for c in args.concurrency):
         parser.error("each concurrency must be within 1..1024")
-    if not 0.0 < args.duration <= MAX_DURATION_S or not 0.0 < args.closed_duration <= MAX_DURATION_S:
+    durations = [args.closed_duration] + ([] if args.duration is None else [args.duration])
+    if not all(0.0 < d <= MAX_DURATION_S for d in durations):
         parser.error(f"--duration and --closed-duration must be within (0, {MAX_DURATION_S:g}]")
-    args.durations = Durations.of(args.duration, args.closed_duration, args.quick)
     if args.json is None:
         args.json = args.out / "batching.json"
     return args
@@ -1140,12 +1154,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def estimated_seconds(args: argparse.Namespace) -> float:
     """A rough length of the run (server starts not counted)."""
-    d: Durations = args.durations
-    per_model = len(POLICIES) * len(args.concurrency) * (d.closed + d.closed_warmup)
-    per_model += len(POLICIES) * len(LOADS_PCT) * (d.open + d.open_warmup + 0.3)
-    total = per_model * len(args.models)
-    if OVERLOAD_MODEL in args.models:
-        total += d.overload + d.recovery
+    total = 0.0
+    for name in args.models:
+        d = durations_for(name, args)
+        total += len(POLICIES) * len(args.concurrency) * (d.closed + d.closed_warmup)
+        total += len(POLICIES) * len(LOADS_PCT) * (d.open + d.open_warmup + 0.3)
+        if name == OVERLOAD_MODEL:
+            total += d.overload + d.recovery
     return total
 
 
@@ -1171,7 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "models": args.models,
             "quick": args.quick,
-            "durations_s": vars(args.durations),
+            "durations_s": {name: vars(durations_for(name, args)) for name in args.models},
             "concurrency": args.concurrency,
             "loads_pct": list(LOADS_PCT),
             "policies": [vars(p) for p in POLICIES],

@@ -502,3 +502,18 @@ def test_overload_not_judged_without_data() -> None:
     assert result["items"]["server stays up"]["passed"] is True
     assert result["items"]["recovers"]["passed"] is None
     assert batching.verdict(None) == "NOT JUDGED" and batching.verdict(True) == "PASS"
+
+
+def test_open_loop_seconds_are_per_model_unless_given() -> None:
+    default = batching.parse_args([])
+    resnet, digits = batching.durations_for("resnet18", default), batching.durations_for("digits", default)
+    assert (resnet.open, digits.open) == (24.0, 8.0)
+    assert (resnet.overload, resnet.recovery) == (8.0, 12.0)  # the overload run grows with the points
+    assert (digits.overload, digits.recovery) == (4.0, 6.0)  # never under 4 + 6 s
+    given = batching.parse_args(["--duration", "3"])
+    assert {batching.durations_for(m, given).open for m in ("resnet18", "digits")} == {3.0}
+    assert batching.durations_for("resnet18", batching.parse_args(["--quick"])).open == 2.0
+    both = batching.estimated_seconds(default)
+    assert both > batching.estimated_seconds(batching.parse_args(["--models", "digits"])) > 0
+    with pytest.raises(SystemExit):
+        batching.parse_args(["--duration", "0"])
