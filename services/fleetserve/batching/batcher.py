@@ -30,7 +30,6 @@ from fleetserve.common.clock import Clock, SystemClock
 
 from .latency import LatencyModel
 from .loop_load import LoopLoad
-from .misses import MissFeedback
 from .policy import AdaptivePolicy, BatchPolicy, Limits
 from .queued import Executor, Pending
 from .results import BatcherClosed, BatchReport, Rejected, checked
@@ -73,7 +72,6 @@ class Batcher(Generic[T, R]):
         self._load = (loop_load or LoopLoad()) if inline_below_s > 0 else None
         self._max_queue = max_queue_size
         self.latency = LatencyModel()
-        self.misses = MissFeedback()  # for batches on executors (inline ones: the loop's load)
         self._levels: dict[int, collections.deque[Pending[T, R]]] = {}
         self._queued = 0  # live items in the queues
         self._rows: dict[int, int] = {}  # live rows queued per priority level
@@ -145,18 +143,14 @@ class Batcher(Generic[T, R]):
             raise Rejected(
                 "deadline", f"the deadline passed {(now - deadline) * 1e3:.1f} ms before queueing", wait
             )
-        margin = self.latency.margin * (1.0 if self._inline(size) else self.misses.factor)
+        margin = self.latency.margin
         if now + (wait + compute) * margin > deadline:
             budget = (deadline - now) * 1e3
             raise Rejected(
                 "deadline",
                 f"the deadline cannot be met: {budget:.1f} ms left, predicted "
                 f"{wait * 1e3:.1f} ms queueing + {compute * 1e3:.1f} ms compute"
-                + (
-                    f" (x{margin:.2f}: the tail of recent batch times, and of late answers)"
-                    if margin > 1.0
-                    else ""
-                ),
+                + (f" (x{margin:.2f}, the tail of recent batch times)" if margin > 1.0 else ""),
                 wait,
             )
 
@@ -249,8 +243,6 @@ class Batcher(Generic[T, R]):
             pending.future.set_exception(
                 Rejected("timeout", f"deadline passed after {waited:.1f} ms in the queue")
             )
-            if not self._inline(pending.size):
-                self.misses.finished(True)
 
     # --- dispatch ---
 
@@ -352,13 +344,8 @@ class Batcher(Generic[T, R]):
         if self._on_batch is not None:
             queued = [started - p.enqueued for p in batch]
             self._report(BatchReport(len(batch), rows, queued, ended - started, failed, inline))
-        if not inline:
-            now = self._clock.monotonic()
-            for p in batch:
-                if p.deadline is not None:
-                    self.misses.finished(now > p.deadline)
-            if self._queued:
-                self._dispatch()
+        if not inline and self._queued:
+            self._dispatch()
 
     def _report(self, report: BatchReport) -> None:
         assert self._on_batch is not None
