@@ -5,8 +5,8 @@ The queue and all its bookkeeping live on the event loop thread; an executor thr
 queue. `run` must return one result per item, in order; a mismatch fails the whole batch.
 
 Admission: an item is refused at once when the queue is full or when its deadline cannot be
-met (the latency model predicts its completion past it); a queued item whose deadline passes
-before it is dispatched fails then, never later. Items wait per priority level (1 first).
+met (the latency model predicts its completion past it); a queued item fails when its deadline
+passes or the policy drops it (it can no longer make it), never later. Priority level 1 first.
 
 Dispatch happens once per loop iteration (`call_soon`), so requests that arrive together form
 one batch even when an executor is idle. A batch that the latency model predicts to take less
@@ -123,21 +123,22 @@ class Batcher(Generic[T, R]):
             return None
         return free_in + (full * per_full + per_rest) / self._count
 
-    def _admit(self, size: int, priority: int, deadline: float | None) -> None:
+    def _admit(self, size: int, priority: int, deadline: float | None) -> bool:
+        """Refuse the item (Rejected), or return whether its deadline was checked by the model."""
         if self._max_queue and self._queued >= self._max_queue:
             wait = self.estimated_wait(priority)
             raise Rejected("queue_full", f"queue is full ({self._max_queue} requests waiting)", wait)
         if deadline is None:
-            return
+            return False
         if self._idle and not self._queued and self._clock.monotonic() < deadline:
             # An idle batcher always takes a request whose deadline has not passed: otherwise a
             # latency model that learned slow batches (a busy spell) would refuse everything and,
             # running nothing, never learn better.
-            return
+            return False
         wait = self.estimated_wait(priority)
         compute = self.latency.predict(size)
         if wait is None or compute is None:
-            return  # warm-up: nothing to predict with
+            return False  # warm-up: nothing to predict with
         now = self._clock.monotonic()
         if now >= deadline:
             raise Rejected(
@@ -153,6 +154,7 @@ class Batcher(Generic[T, R]):
                 + (f" (x{margin:.2f}, the tail of recent batch times)" if margin > 1.0 else ""),
                 wait,
             )
+        return True
 
     async def submit(
         self,
@@ -174,7 +176,7 @@ class Batcher(Generic[T, R]):
             self._start()
         loop = self._loop
         assert loop is not None
-        self._admit(size, priority, deadline)
+        checked = self._admit(size, priority, deadline)
         if self._load is not None:
             self._load.arrived()
         if (
@@ -197,6 +199,7 @@ class Batcher(Generic[T, R]):
         future: asyncio.Future[R] = loop.create_future()
         now = self._clock.monotonic()
         pending = Pending(item, size, key, future, now, priority, deadline)
+        pending.checked = checked
         self._levels.setdefault(priority, collections.deque()).append(pending)
         if len(self._levels) > 1:
             self._levels = dict(sorted(self._levels.items()))
@@ -293,6 +296,9 @@ class Batcher(Generic[T, R]):
             # coalescing on a saturated loop is for models whose batches the loop itself runs
             saturated = self._inline(view[0].size) and self._saturated()
             decision = self.policy.choose(view, self.limits, now, self.latency, saturated)
+            if decision.drop:
+                self._drop([view[i] for i in decision.drop], now)
+                continue
             if not decision.take:
                 if decision.wait_until is not None and self._wake is None and self._loop is not None:
                     self._wake = self._loop.call_later(max(0.0, decision.wait_until - now), self._flush)
@@ -309,7 +315,15 @@ class Batcher(Generic[T, R]):
                 continue
             predicted = self.latency.predict(rows)
             executor.busy_until = now + (predicted or 0.0)
+            executor.dispatched = now
             executor.jobs.put(batch)
+
+    def _drop(self, items: list[Pending[T, R]], now: float) -> None:  # refused, not computed late
+        for p in items:
+            self._take(p)  # its timer finds it taken; submit's finally cancels it
+            waited, left = (now - p.enqueued) * 1e3, ((p.deadline or now) - now) * 1e3
+            why = f"the deadline cannot be met any more after {waited:.1f} ms in the queue"
+            p.future.set_exception(Rejected("timeout", f"{why}: {left:.1f} ms left"))
 
     def _execute_inline(self, executor: Executor, batch: list[Pending[T, R]]) -> None:
         started = self._clock.monotonic()
@@ -340,7 +354,9 @@ class Batcher(Generic[T, R]):
         self._idle.append(executor)
         rows = sum(p.size for p in batch)
         if not failed:
-            self.latency.observe(rows, ended - started)
+            # from hand-over to answers on the loop: queued requests wait for the thread switches too
+            took = ended - started if inline else self._clock.monotonic() - executor.dispatched
+            self.latency.observe(rows, took)
         if self._on_batch is not None:
             queued = [started - p.enqueued for p in batch]
             self._report(BatchReport(len(batch), rows, queued, ended - started, failed, inline))

@@ -15,7 +15,18 @@ R = TypeVar("R")
 class Pending(Generic[T, R]):
     """A queued item: its payload, rows, batch key, the future its caller awaits, its timing."""
 
-    __slots__ = ("deadline", "enqueued", "future", "item", "key", "priority", "size", "taken", "timer")
+    __slots__ = (
+        "checked",
+        "deadline",
+        "enqueued",
+        "future",
+        "item",
+        "key",
+        "priority",
+        "size",
+        "taken",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -35,6 +46,7 @@ class Pending(Generic[T, R]):
         self.priority = priority
         self.deadline = deadline
         self.taken = False
+        self.checked = False  # admission checked its deadline against the latency model
         self.timer: asyncio.TimerHandle | None = None
 
     @property
@@ -48,7 +60,8 @@ class Executor:
 
     def __init__(self, name: str, execute: Callable[[Executor, list[Any]], None]) -> None:
         self.jobs: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
-        self.busy_until = 0.0
+        self.busy_until = 0.0  # predicted end of its batch (the batcher's clock)
+        self.dispatched = 0.0  # when its batch was handed over
         self._execute = execute
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()

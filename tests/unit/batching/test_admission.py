@@ -122,6 +122,27 @@ async def test_queued_item_past_its_deadline_fails_then() -> None:
     await b.close()
 
 
+async def test_queued_item_that_can_no_longer_make_it_is_refused_not_computed_late() -> None:
+    clock = FakeClock()
+    gate = Gate()
+    b: Batcher[str, str] = Batcher(gate, max_batch_size=8, clock=clock)
+    _seed(b, per_row=0.010, fixed=0.010)  # a batch of one: 20 ms
+    first = await _hold_executor(b, gate)
+    b._executors[0].busy_until = clock.now + 0.010
+    late = asyncio.create_task(b.submit("late", deadline=clock.now + 0.035))  # 10 + 20 ms: admitted
+    kept = asyncio.create_task(b.submit("kept", deadline=clock.now + 0.060))
+    await asyncio.sleep(0)
+    assert b.depth == 2
+    clock.advance(0.020)  # the running batch ends 10 ms late: "late" would finish at 40 ms
+    gate.open.set()
+    with pytest.raises(Rejected) as info:
+        await asyncio.wait_for(late, WAIT)
+    assert info.value.reason == "timeout" and "cannot be met any more" in str(info.value)
+    assert await first == "r-first" and await kept == "r-kept"
+    assert gate.calls == [["first"], ["kept"]]  # never computed
+    await b.close()
+
+
 async def test_priority_level_one_is_served_first() -> None:
     gate = Gate()
     b: Batcher[str, str] = Batcher(gate, max_batch_size=1)

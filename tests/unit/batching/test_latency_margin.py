@@ -69,6 +69,7 @@ def test_adaptive_policy_sizes_batches_with_the_margin() -> None:
     class Item:
         def __init__(self, deadline: float) -> None:
             self.size, self.key, self.enqueued, self.deadline = 1, None, 0.0, deadline
+            self.checked = True
 
     model = LatencyModel(window=32, warmup=3, margin_every=1)
     _line(model, 32)

@@ -24,6 +24,7 @@ class Item:
     key: Hashable = None
     enqueued: float = 0.0
     deadline: float | None = None
+    checked: bool = True
 
 
 def model(per_row: float, fixed: float) -> LatencyModel:
@@ -80,9 +81,19 @@ def test_adaptive_uses_the_earliest_deadline_in_the_batch() -> None:
     assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == [0, 1]
 
 
-def test_adaptive_always_takes_the_head() -> None:
-    items = [Item(1, deadline=0.0001), Item(1)]
-    assert AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT).take == [0]
+def test_adaptive_drops_what_cannot_meet_its_deadline_even_alone() -> None:
+    items = [Item(1, deadline=0.0001), Item(1), Item(1, deadline=0.0015), Item(1, deadline=0.003)]
+    decision = AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT)  # one row: 2 ms
+    assert decision.drop == [0, 2] and decision.take == []
+    # the rest, once those are gone: the batch that meets the 3 ms deadline (1 row: 2 ms)
+    assert AdaptivePolicy().choose([items[1], items[3]], Limits(8), 0.0, FLAT).take == [0]
+
+
+def test_adaptive_takes_a_head_admission_did_not_check() -> None:
+    """An idle batcher's probe (taken whatever the model said) is computed, never dropped."""
+    items = [Item(1, deadline=0.0001, checked=False), Item(1)]
+    decision = AdaptivePolicy().choose(items, Limits(8), 0.0, FLAT)
+    assert decision.take == [0] and decision.drop == []
 
 
 def test_adaptive_in_warm_up_ignores_deadlines() -> None:
