@@ -9,9 +9,8 @@ met (the latency model predicts its completion past it); a queued item fails whe
 passes or the policy drops it (it can no longer make it), never later. Priority level 1 first.
 
 Dispatch happens once per loop iteration (`call_soon`), so requests that arrive together form
-one batch even when an executor is idle. A batch that the latency model predicts to take less
-than `inline_below_s` runs on the loop itself: on a busy core, handing it to a thread and back
-costs more than computing it (two thread switches and a wake-up of the loop). A lone cheap
+one batch even when an executor is idle. A batch predicted under `inline_below_s` runs on the
+loop: on a busy core, handing it to a thread and back costs more than computing it. A lone cheap
 request (nothing queued or running, no other request in this pass of the loop) is computed in
 `submit` itself, without suspending; the next requests of the same pass (HTTP/1.1 connections
 whose data came in together) queue behind it and form one batch when the pass ends.
@@ -109,10 +108,8 @@ class Batcher(Generic[T, R]):
     def estimated_wait(self, priority: int = 0) -> float | None:
         """Predicted seconds before a new item of this priority starts computing (None in warm-up)."""
         now = self._clock.monotonic()
-        if self._idle or not self._executors:
-            free_in = 0.0
-        else:
-            free_in = min(max(0.0, ex.busy_until - now) for ex in self._executors)
+        busy = self._executors and not self._idle
+        free_in = max(0.0, min(ex.busy_until for ex in self._executors) - now) if busy else 0.0
         ahead = sum(rows for level, rows in self._rows.items() if level <= priority)
         if not ahead:
             return free_in
@@ -121,7 +118,8 @@ class Batcher(Generic[T, R]):
         per_full, per_rest = self.latency.predict(chunk), self.latency.predict(rest) if rest else 0.0
         if per_full is None or per_rest is None:
             return None
-        return free_in + (full * per_full + per_rest) / self._count
+        handovers = (full + bool(rest)) * self.latency.handover
+        return free_in + (full * per_full + per_rest + handovers) / self._count
 
     def _admit(self, size: int, priority: int, deadline: float | None) -> bool:
         """Refuse the item (Rejected), or return whether its deadline was checked by the model."""
@@ -139,6 +137,7 @@ class Batcher(Generic[T, R]):
         compute = self.latency.predict(size)
         if wait is None or compute is None:
             return False  # warm-up: nothing to predict with
+        compute += self.latency.handover  # its own batch's hand-over, if it runs on a thread
         now = self._clock.monotonic()
         if now >= deadline:
             raise Rejected(
@@ -314,7 +313,7 @@ class Batcher(Generic[T, R]):
                 self._execute_inline(executor, batch)
                 continue
             predicted = self.latency.predict(rows)
-            executor.busy_until = now + (predicted or 0.0)
+            executor.busy_until = now + (predicted or 0.0) + self.latency.handover
             executor.dispatched = now
             executor.jobs.put(batch)
 
@@ -354,9 +353,8 @@ class Batcher(Generic[T, R]):
         self._idle.append(executor)
         rows = sum(p.size for p in batch)
         if not failed:
-            # from hand-over to answers on the loop: queued requests wait for the thread switches too
-            took = ended - started if inline else self._clock.monotonic() - executor.dispatched
-            self.latency.observe(rows, took)
+            way = None if inline else self._clock.monotonic() - executor.dispatched - (ended - started)
+            self.latency.observe(rows, ended - started, way)  # queued requests wait for the way too
         if self._on_batch is not None:
             queued = [started - p.enqueued for p in batch]
             self._report(BatchReport(len(batch), rows, queued, ended - started, failed, inline))

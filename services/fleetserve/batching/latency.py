@@ -44,6 +44,11 @@ class LatencyModel:
         self._margin_every = max(1, margin_every)
         self._since_margin = 0
         self.margin = 1.0
+        # Seconds an executor batch adds to its run (hand-over to the thread, answers back on the
+        # loop): a moving average, kept out of the fit so that what decides whether a batch is
+        # cheap enough for the loop stays its run alone (the cycle fed back into it: measured,
+        # digits' batches then left the loop one after another, and stopped coalescing).
+        self.handover = 0.0
 
     @property
     def samples(self) -> int:
@@ -55,16 +60,23 @@ class LatencyModel:
         """Whether enough batches have been seen to predict."""
         return len(self._points) >= self._warmup
 
-    def observe(self, rows: int, seconds: float) -> None:
-        """Add one executed batch."""
+    def observe(self, rows: int, seconds: float, handover: float | None = None) -> None:
+        """Add one executed batch: `seconds` it ran; `handover`: what an executor batch added on
+        the way (to its thread, and its answers back to the loop), None for one run on the loop.
+        The fit takes the run alone; the margin, the whole way (observed / predicted)."""
         n, t = float(rows), float(seconds)
         predicted = self.predict(rows)
         if predicted is not None and predicted > 0:
-            self._ratios.append(t / predicted)
+            if handover is None:
+                self._ratios.append(t / predicted)
+            else:
+                self._ratios.append((t + max(0.0, handover)) / (predicted + self.handover))
             self._since_margin += 1
             if self._since_margin >= self._margin_every:
                 self._since_margin = 0
                 self._update_margin()
+        if handover is not None:
+            self.handover += 0.1 * (max(0.0, handover) - self.handover)
         self._points.append((n, t))
         self._sn += n
         self._st += t

@@ -99,6 +99,9 @@ async def test_admission_counts_the_work_queued_ahead() -> None:
     ahead = [asyncio.create_task(b.submit(f"a{i}")) for i in range(4)]  # 2 batches of 2: 40 ms
     await asyncio.sleep(0)
     assert b.estimated_wait() == pytest.approx(0.050)
+    b.latency.handover = 0.005  # each batch ahead also waits for its hand-over to a thread and back
+    assert b.estimated_wait() == pytest.approx(0.060)
+    b.latency.handover = 0.0
     with pytest.raises(Rejected):
         await b.submit("tight", deadline=clock.now + 0.055)  # 50 ms wait + 10 ms compute
     gate.open.set()

@@ -98,3 +98,17 @@ async def test_admission_multiplies_its_prediction_by_the_margin() -> None:
     assert await first == "r-first"
     assert await admitted == "r-fits"
     await b.close()
+
+
+def test_handover_is_averaged_apart_from_the_fit() -> None:
+    model = LatencyModel(warmup=1, margin_every=1)
+    for _ in range(60):
+        model.observe(1, 0.010, handover=0.002)
+    assert model.handover == pytest.approx(0.002, rel=0.01)
+    assert model.predict(1) == pytest.approx(0.010)  # the run alone decides what runs inline
+    assert model.margin == pytest.approx(1.0, abs=0.01)
+    for _ in range(8):  # the way back runs long: the margin sees it, the fit does not
+        model.observe(1, 0.010, handover=0.008)
+    assert model.margin > 1.3 and model.predict(1) == pytest.approx(0.010)
+    model.observe(1, 0.010, handover=-1.0)  # a clock step never makes it negative
+    assert model.handover >= 0.0
