@@ -391,6 +391,9 @@ async def open_point(
     client = grpcclient.InferenceServerClient(url=url)
     try:
         call = make_call(client, model, client_timeout)
+        # The channel connects on its first call: done before the schedule starts, so that the
+        # first arrivals (the overload run has no unmeasured first second) do not wait for it.
+        await client.is_server_live()
         # A full collection of this process's heap (tritonclient, grpc, onnxruntime, numpy)
         # takes long enough to make arrivals late: what exists now is frozen out of it.
         gc.collect()
