@@ -44,6 +44,17 @@ def _seed(batcher: Batcher, per_row: float, fixed: float) -> None:
         batcher.latency.observe(n, per_row * n + fixed)
 
 
+async def _running_20ms_batch() -> tuple[FakeClock, Gate, Batcher[str, str], asyncio.Task]:
+    """A batcher whose model predicts 20 ms for a batch of one, its executor busy 10 ms more."""
+    clock = FakeClock()
+    gate = Gate()
+    b: Batcher[str, str] = Batcher(gate, max_batch_size=8, clock=clock)
+    _seed(b, per_row=0.010, fixed=0.010)
+    first = await _hold_executor(b, gate)
+    b._executors[0].busy_until = clock.now + 0.010
+    return clock, gate, b, first
+
+
 async def test_queue_bound_rejects_at_once() -> None:
     gate = Gate()
     b: Batcher[str, str] = Batcher(gate, max_batch_size=8, max_queue_size=2)
@@ -60,12 +71,7 @@ async def test_queue_bound_rejects_at_once() -> None:
 
 
 async def test_deadline_that_cannot_be_met_is_rejected_before_queueing() -> None:
-    clock = FakeClock()
-    gate = Gate()
-    b: Batcher[str, str] = Batcher(gate, max_batch_size=8, clock=clock)
-    _seed(b, per_row=0.010, fixed=0.010)  # a batch of one: 20 ms
-    first = await _hold_executor(b, gate)
-    b._executors[0].busy_until = clock.now + 0.010
+    clock, gate, b, first = await _running_20ms_batch()
     with pytest.raises(Rejected) as info:
         await b.submit("late", deadline=clock.now + 0.025)  # 10 ms wait + 20 ms compute
     assert info.value.reason == "deadline" and "cannot be met" in str(info.value)
@@ -126,12 +132,7 @@ async def test_queued_item_past_its_deadline_fails_then() -> None:
 
 
 async def test_queued_item_that_can_no_longer_make_it_is_refused_not_computed_late() -> None:
-    clock = FakeClock()
-    gate = Gate()
-    b: Batcher[str, str] = Batcher(gate, max_batch_size=8, clock=clock)
-    _seed(b, per_row=0.010, fixed=0.010)  # a batch of one: 20 ms
-    first = await _hold_executor(b, gate)
-    b._executors[0].busy_until = clock.now + 0.010
+    clock, gate, b, first = await _running_20ms_batch()
     late = asyncio.create_task(b.submit("late", deadline=clock.now + 0.035))  # 10 + 20 ms: admitted
     kept = asyncio.create_task(b.submit("kept", deadline=clock.now + 0.060))
     await asyncio.sleep(0)
