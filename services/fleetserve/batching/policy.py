@@ -125,19 +125,19 @@ class AdaptivePolicy:
     (latency model: a * rows + b, times its tail margin) still meets the earliest deadline
     among its items.
 
-    At low load batches are single requests; under load, requests queue while executors are
-    busy and the next idle executor takes as many as their deadlines allow; a queued request
-    that could no longer meet its deadline even alone is dropped (refused) rather than computed
-    late (ResNet-18-shaped at 120% load, one core: ~4% of the admitted requests finished past
-    the server's deadline, by up to 14 ms, behind batches that ran ~10% long; with the drop, and
-    batch times counted from hand-over to answers, the client's p99 was 94-96 ms instead of
-    108-120 ms for a 100 ms SLO, at the same throughput). When the event loop
-    is saturated (cheap batches run on the loop, so an "idle executor" is no sign of low load),
-    the head of the queue waits for the batch to fill, at most `coalesce_share` of its deadline
-    budget (and `coalesce_max_s`, and max_queue_delay_microseconds when set): measured on digits
-    over gRPC at c=64, batches of 14 instead of 1 took 396 instead of 593 µs of CPU per request,
-    the per-batch cost (dispatch, statistics, waking the handlers, writing their answers) being
-    far above the model's own 54 µs.
+    At low load batches are single requests; under load, requests queue while executors are busy
+    and the next idle executor takes as many as their deadlines allow; a queued request that
+    could no longer meet its deadline even alone is dropped (refused) rather than computed late
+    (ResNet-18-shaped at 120% load, one core: ~4% of the admitted requests finished past the
+    server's deadline, by up to 14 ms, behind batches that ran ~10% long; with the drop the
+    client's p99 was 94-102 ms instead of 107-120 ms for a 100 ms SLO, on the same arrivals).
+    When the event loop is saturated (cheap batches run on the loop, so an "idle executor" is no
+    sign of low load), the head of the queue waits for the batch to fill, at most
+    `coalesce_share` of its deadline budget (and `coalesce_max_s`, and
+    max_queue_delay_microseconds when set): measured on digits over gRPC at c=64, batches of 14
+    instead of 1 took 396 instead of 593 µs of CPU per request, the per-batch cost (dispatch,
+    statistics, waking the handlers, writing their answers) being far above the model's own 54
+    µs.
     """
 
     name = "adaptive"
@@ -155,9 +155,15 @@ class AdaptivePolicy:
         latency: LatencyModel,
         saturated: bool = False,
     ) -> Decision:
-        hopeless = [i for i, item in enumerate(queue) if _too_late(item, now, latency)]
-        if hopeless:
-            return Decision(drop=hopeless)
+        if latency.ready:  # on every dispatch: the line's terms once, no call per item
+            a, b = latency.a, latency.b
+            hopeless = [
+                i
+                for i, item in enumerate(queue)
+                if item.checked and item.deadline is not None and now + a * item.size + b > item.deadline
+            ]
+            if hopeless:  # more likely late than not, even alone
+                return Decision(drop=hopeless)
         full = compatible(queue, limits)
         chosen = list(full)
         while len(chosen) > 1:
@@ -181,15 +187,6 @@ class AdaptivePolicy:
         if limits.max_queue_delay_s is not None:
             wait = min(wait, limits.max_queue_delay_s)
         return head.enqueued + wait
-
-
-def _too_late(item: Queued, now: float, latency: LatencyModel) -> bool:
-    """Whether the item, computed alone from now, would still finish past its deadline (by the
-    latency model's mean: more likely late than not)."""
-    if item.deadline is None or not item.checked:
-        return False
-    predicted = latency.predict(item.size)
-    return predicted is not None and now + predicted > item.deadline
 
 
 class FixedWindowPolicy:
