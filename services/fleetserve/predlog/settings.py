@@ -28,6 +28,8 @@ class LogSettings(BaseSettings):
     capacity: int = Field(default=10_000, ge=1)  # entries the in-memory buffer holds
     top_k: int = Field(default=5, ge=0)
     batch_entries: int = Field(default=256, ge=1)  # entries turned into records per batch
+    # seconds the log waits, after a first entry, for more to batch with it (0: none)
+    linger_s: float = Field(default=0.02, ge=0.0, le=1.0)
     maxlen: int = Field(default=1_000_000, ge=1)  # approximate MAXLEN of each stream
     ttl_s: int = Field(default=DEFAULT_TTL_S, ge=1)  # of the Redis index of logged requests
     spill_max_bytes: int = Field(default=512 * 1024 * 1024, ge=0)

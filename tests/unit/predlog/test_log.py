@@ -106,6 +106,44 @@ async def test_lookup_waits_for_what_was_submitted_and_sees_feedback() -> None:
         await log.stop()
 
 
+async def test_entries_that_trickle_in_within_the_linger_make_one_batch() -> None:
+    log, sink, _ = make_log(linger_s=0.5)
+    await log.start()
+    try:
+        for i in range(5):
+            log.submit(log_entry(f"t{i}"))
+            await asyncio.sleep(0.01)
+        assert sink.records == []  # still lingering for more
+        for _ in range(200):
+            if sink.records:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.request_id for r in sink.records] == [f"t{i}" for i in range(5)]
+        assert sink.batches == 1
+    finally:
+        await log.stop()
+
+
+async def test_a_full_batch_or_a_waiting_lookup_ends_the_linger() -> None:
+    log, sink, _ = make_log(linger_s=30.0, batch_entries=4)
+    await log.start()
+    try:
+        for i in range(4):
+            log.submit(log_entry(f"f{i}"))
+        for _ in range(200):
+            if sink.records:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.request_id for r in sink.records] == ["f0", "f1", "f2", "f3"]
+        log.submit(log_entry("alone"))
+        await asyncio.sleep(0.05)  # the log lingers: one entry of a batch of 4
+        assert len(sink.records) == 4
+        # a lookup needs what is buffered: it does not wait out the 30 s linger
+        assert set(await log.lookup(["alone"], wait_s=5.0)) == {"alone"}
+    finally:
+        await log.stop()
+
+
 async def test_the_sink_is_retried_while_idle() -> None:
     log, sink, _ = make_log(idle_retry_s=0.01)
     await log.start()
