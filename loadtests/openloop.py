@@ -232,12 +232,21 @@ def summarize_records(records: Sequence[Record], start: float, stop: float) -> d
     server delivers per second); shares, percentiles and the driven judgement are over the
     arrivals scheduled in it. Latencies are from the scheduled send time, in ms.
     """
-    seconds = stop - start
-    inside = [r for r in records if start <= r.scheduled < stop]
+    return summarize_rounds([(records, start, stop)])
+
+
+def summarize_rounds(rounds: Sequence[tuple[Sequence[Record], float, float]]) -> dict[str, Any]:
+    """Summarize several windows ``(records, start, stop)`` of one point as one: a point run in
+    rounds (each its own schedule) pools their arrivals; throughput is the ok answers that
+    arrived inside the windows over their total seconds."""
+    seconds = sum(stop - start for _, start, stop in rounds)
+    inside = [r for records, start, stop in rounds for r in records if start <= r.scheduled < stop]
     ok = [r.latency for r in inside if r.kind == OK]
     rejected = [r.latency for r in inside if r.kind == REJECTED]
     errors = [r for r in inside if r.kind == ERROR]
-    answered_in_window = sum(1 for r in records if r.kind == OK and start <= r.end <= stop)
+    answered_in_window = sum(
+        1 for records, start, stop in rounds for r in records if r.kind == OK and start <= r.end <= stop
+    )
     drive = judge_driven([r.lateness for r in inside], seconds)
     count = len(inside)
     return {

@@ -184,6 +184,22 @@ def test_summarize_records_without_answers() -> None:
     assert summary["throughput"] == 0.0 and summary["rejected_pct"] == 100.0
 
 
+def test_summarize_rounds_pools_the_windows_of_a_point_run_in_rounds() -> None:
+    first = [Record(1.0 + i * 0.1, 0.0, 0.01, OK) for i in range(10)]  # 10 ok in [1, 2)
+    first.append(Record(0.5, 0.0, 0.001, OK))  # warm-up, answered before the window
+    second = [Record(1.0 + i * 0.25, 0.0, 0.03, OK) for i in range(4)]  # 4 ok in [1, 2)
+    second += [Record(1.1, 0.0, 0.002, REJECTED), Record(2.5, 0.0, 0.001, OK)]  # one after stop
+    pooled = openloop.summarize_rounds([(first, 1.0, 2.0), (second, 1.0, 2.0)])
+    assert pooled["seconds"] == 2.0 and pooled["requests"] == 15 and pooled["ok"] == 14
+    assert pooled["throughput"] == pytest.approx(14 / 2.0)
+    assert pooled["rejected_pct"] == pytest.approx(100 / 15)
+    assert pooled["max_ok_ms"] == pytest.approx(30.0)
+    # each round's seconds count: the same arrivals as one window of 1 s deliver twice the rate
+    assert openloop.summarize_records(first + second, 1.0, 2.0)["throughput"] == pytest.approx(14.0)
+    alone = openloop.summarize_records(first, 1.0, 2.0)
+    assert alone["throughput"] == pytest.approx(10.0) and alone["requests"] == 10
+
+
 def test_timeline_bins_by_scheduled_time() -> None:
     records = [Record(0.1, 0.0, 0.01, OK), Record(0.5, 0.0, 0.03, REJECTED), Record(1.2, 0.0, 0.02, OK)]
     records.append(Record(2.9, 0.0, 0.5, ERROR))
@@ -409,6 +425,22 @@ def test_closed_loop_ratio() -> None:
     closed["adaptive"][0]["req_per_s"] = 1499.0
     assert batching.check_closed_loop_ratio(closed)["passed"] is False
     assert batching.check_closed_loop_ratio({"none": closed["none"]})["passed"] is None
+
+
+def test_closed_loop_ratio_is_judged_on_the_rounds_when_measured() -> None:
+    sweep = {
+        "none": [{"concurrency": 64, "req_per_s": 1000.0}],
+        "adaptive": [{"concurrency": 64, "req_per_s": 2000.0}],
+    }
+    rounds = {
+        "none": [{"concurrency": 64, "req_per_s": 1400.0, "rounds": [1300.0, 1500.0]}],
+        "adaptive": [{"concurrency": 64, "req_per_s": 1960.0, "rounds": [1900.0, 2020.0]}],
+    }
+    result = {"slo_ms": 10.0, "open": [], "closed": sweep, "closed_rounds": rounds}
+    c = batching.acceptance("digits", result)["c"]
+    assert c["passed"] is False and c["ratio"] == pytest.approx(1.4)
+    del result["closed_rounds"]
+    assert batching.acceptance("digits", result)["c"]["ratio"] == pytest.approx(2.0)
 
 
 def overload_point(**extra: Any) -> dict[str, Any]:
