@@ -121,6 +121,10 @@ QUICK_REJECT_SHARE_OF_SLO = 0.1  # median rejection within 10 % of the SLO
 RECOVERED_MAX_REJECTED_PCT = 1.0
 RECOVERY_MARGIN_PP = 2.0  # recovery may reject this many points more than the steady state
 RECOVERY_P99_FACTOR = 1.1
+# ... or more, when the excess is within chance: a one-sided two-proportion z-test against the
+# steady state's counts at this z (1% significance). At ~13 arrivals/s a 12 s recovery phase has
+# ~160 arrivals, so 2 points are about one standard error of the difference.
+RECOVERY_CHANCE_Z = 2.326
 CLIENT_TIMEOUT_EXTRA_S = 2.0  # every request is bounded by SLO + this
 MAX_DURATION_S = 120.0
 # The server's requests that took at most the SLO (its histogram's bucket at the SLO: 10 ms
@@ -610,6 +614,16 @@ def check_closed_loop_ratio(
     return {"passed": value >= CLOSED_MIN_RATIO, "adaptive": adaptive, "none": none, "ratio": value}
 
 
+def excess_z(k1: int, n1: int, k2: int, n2: int) -> float:
+    """z of a one-sided two-proportion test that k1/n1 exceeds k2/n2 (infinite when a count is
+    missing: nothing is put down to chance; 0 when both are all or nothing)."""
+    if n1 <= 0 or n2 <= 0:
+        return math.inf
+    pooled = (k1 + k2) / (n1 + n2)
+    variance = pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)
+    return (k1 / n1 - k2 / n2) / math.sqrt(variance) if variance > 0 else 0.0
+
+
 def check_overload(
     point: dict[str, Any] | None,
     overload: dict[str, Any] | None,
@@ -624,8 +638,9 @@ def check_overload(
 
     Recovered: the recovery phase has no errors and is no worse than ``baseline`` (the sweep's
     adaptive point at the same load, never overloaded before): rejected share at most its own
-    + 2 points (and at least 1 % is allowed), p99 at most 10 % over the larger of the SLO and its
-    p99. Without a baseline: p99 within the SLO and at most 1 % rejected."""
+    + 2 points (and at least 1 % is allowed) or above it by no more than chance (one-sided
+    two-proportion z-test at 1 %), p99 at most 10 % over the larger of the SLO and its p99.
+    Without a baseline: p99 within the SLO and at most 1 % rejected."""
     limit = slo_ms + DEADLINE_GRACE_MS
     items: dict[str, tuple[bool | None, str]] = {"server stays up": (server_up, "ready after the run")}
     usable = [p for p in (point, overload and overload.get("overload")) if p]
@@ -663,20 +678,29 @@ def check_overload(
         if usable_base:
             max_rejected = max(RECOVERED_MAX_REJECTED_PCT, usable_base["rejected_pct"] + RECOVERY_MARGIN_PP)
             max_p99 = RECOVERY_P99_FACTOR * max(slo_ms, usable_base["p99_ms"])
+            z = excess_z(
+                recovery.get("rejected", 0),
+                recovery.get("requests", 0),
+                usable_base.get("rejected", 0),
+                usable_base.get("requests", 0),
+            )
+            chance = z < RECOVERY_CHANCE_Z
             against = (
                 f" (steady state at {RECOVERY_PCT}%: p99 {usable_base['p99_ms']:.1f} ms,"
-                f" rejected {usable_base['rejected_pct']:.2f}%)"
+                f" rejected {usable_base['rejected_pct']:.2f}% of {usable_base.get('requests', '?')};"
+                f" excess z = {z:.2f}, chance below {RECOVERY_CHANCE_Z})"
             )
         else:
-            max_rejected, max_p99, against = RECOVERED_MAX_REJECTED_PCT, slo_ms, " (no steady-state point)"
+            max_rejected, max_p99, chance = RECOVERED_MAX_REJECTED_PCT, slo_ms, False
+            against = " (no steady-state point)"
         items["recovers"] = (
             recovery["p99_ms"] is not None
             and recovery["p99_ms"] <= max_p99
-            and recovery["rejected_pct"] <= max_rejected
+            and (recovery["rejected_pct"] <= max_rejected or chance)
             and recovery["errors"] == 0,
             f"recovery p99 {_num(recovery['p99_ms'])} ms (limit {max_p99:.1f}), rejected"
-            f" {recovery['rejected_pct']:.2f}% (limit {max_rejected:.2f}%), errors {recovery['errors']}"
-            + against,
+            f" {recovery['rejected_pct']:.2f}% of {recovery.get('requests', '?')} (limit {max_rejected:.2f}%"
+            f" or within chance), errors {recovery['errors']}" + against,
         )
     waits = [p["max_ok_ms"] for p in (point, overload and overload.get("all")) if p and p.get("max_ok_ms")]
     items["no wait past deadline + 50 ms"] = (
