@@ -123,7 +123,7 @@ RECOVERY_MARGIN_PP = 2.0  # recovery may reject this many points more than the s
 RECOVERY_P99_FACTOR = 1.1
 # ... or more, when the excess is within chance: a one-sided two-proportion z-test against the
 # steady state's counts at this z (1% significance). At ~13 arrivals/s a 12 s recovery phase has
-# ~160 arrivals, so 2 points are about one standard error of the difference.
+# ~150 arrivals, so 2 points are about one standard error of the difference.
 RECOVERY_CHANCE_Z = 2.326
 CLIENT_TIMEOUT_EXTRA_S = 2.0  # every request is bounded by SLO + this
 MAX_DURATION_S = 120.0

@@ -494,15 +494,15 @@ def test_overload_failures(
 
 
 def test_a_recovery_excess_within_chance_passes_and_a_real_one_fails() -> None:
-    # run b8: 14 of 160 refused in the recovery against 6.12% of the steady state's 317
-    steady = {"driven": True, "p99_ms": 91.5, "rejected_pct": 6.12, "rejected": 19, "requests": 317}
-    run = overload_run(rejected_pct=8.75, rejected=14, requests=160, p99_ms=90.5)
+    # a full run: 13 of 148 refused in the recovery against 18 of the steady state's 294
+    steady = {"driven": True, "p99_ms": 91.5, "rejected_pct": 6.12, "rejected": 18, "requests": 294}
+    run = overload_run(rejected_pct=8.78, rejected=13, requests=148, p99_ms=90.5)
     recovers = batching.check_overload(overload_point(), run, 100.0, True, steady)["items"]["recovers"]
-    assert recovers["passed"] is True and "z = 1.12" in recovers["detail"]
-    run = overload_run(rejected_pct=18.75, rejected=30, requests=160, p99_ms=90.5)
+    assert recovers["passed"] is True and "z = 1.03" in recovers["detail"]
+    run = overload_run(rejected_pct=18.9, rejected=28, requests=148, p99_ms=90.5)
     real = batching.check_overload(overload_point(), run, 100.0, True, steady)["items"]["recovers"]
     assert real["passed"] is False
-    assert batching.excess_z(14, 160, 19, 317) == pytest.approx(1.12, abs=0.01)
+    assert batching.excess_z(13, 148, 18, 294) == pytest.approx(1.03, abs=0.01)
     assert batching.excess_z(0, 100, 0, 100) == 0.0
     assert batching.excess_z(5, 0, 1, 10) == float("inf")
 
