@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-import sys
 from dataclasses import dataclass
 
 import uvicorn
@@ -23,9 +22,7 @@ from fleetserve.gateway.grpc import SERVICE, InferenceServicer, generic_handler
 from fleetserve.gateway.rest import RestApp
 
 from .ports import PortTaken, bind, check_free
-from .wiring import build_gateway
-
-GIL_SWITCH_INTERVAL_S = 0.0005  # see serve()
+from .wiring import build_gateway, share_the_gil_finely
 
 
 @dataclass
@@ -159,11 +156,6 @@ def serve(settings: ServeSettings) -> None:
             loop.add_signal_handler(sig, server.request_stop)
         await server.run()
 
-    # The event loop shares the GIL with the prediction log's worker and the executor threads;
-    # Python hands the GIL over every 5 ms by default, so a thread busy in Python (building
-    # prediction records) could hold requests up to 5 ms. Measured on digits (gRPC, one core,
-    # the log at its default of every request): closed loop c=64 1,380-1,600 -> 1,700-1,800
-    # req/s; open loop at 400-800 req/s, p99 5.4-5.7 -> 4.8-4.9 ms.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    share_the_gil_finely()
     # uvloop: measured ~10% less latency per request than the default loop for REST and gRPC alike.
     uvloop.run(main())

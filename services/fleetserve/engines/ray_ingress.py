@@ -27,7 +27,7 @@ from fleetserve.protocol.errors import FleetError
 
 from .ray_grpc import RayContext, health_answer
 from .ray_version import APP_PREFIX, RayPlacement
-from .wiring import build_gateway
+from .wiring import build_gateway, share_the_gil_finely
 
 log = logging.getLogger(__name__)
 INGRESS_APP = "fleetserve"
@@ -38,6 +38,7 @@ class Gateway:
 
     async def __init__(self, settings: dict[str, Any], replica_cpus: float) -> None:  # type: ignore[misc]
         s = self.settings = ServeSettings(**settings)
+        share_the_gil_finely()  # the replica's loop shares the GIL with its log's worker, as locally
         _delete_orphans()
         # a batch waits on another process: never on the event loop
         parts = build_gateway(s, inline_below_s=0.0, placement=RayPlacement(replica_cpus))
