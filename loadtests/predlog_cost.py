@@ -18,6 +18,8 @@ import argparse
 import asyncio
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from loadtests import batching
 from loadtests.bench import pinned
@@ -32,11 +34,11 @@ MODEL = "digits"
 
 
 def start_server(
-    model: batching.ModelUnderTest, base: object, setting: str, policy: batching.Policy, cache: object
+    model: batching.ModelUnderTest, base: Any, setting: str, policy: batching.Policy, cache: Path
 ) -> batching.PolicyServer:
     """A digits server for one log setting and policy (its environment set only while it starts)."""
     config = batching.policy_config(base, policy, batching.MODELS[MODEL])
-    server = batching.PolicyServer(model, 0, cache, config, f"{setting}-{policy.label}")  # type: ignore[arg-type]
+    server = batching.PolicyServer(model, 0, cache, config, f"{setting}-{policy.label}")
     saved = {key: os.environ.get(key) for key in LOG_SETTINGS[setting]}
     os.environ.update(LOG_SETTINGS[setting])
     try:
