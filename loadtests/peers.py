@@ -17,10 +17,15 @@ stack (grpc.aio, uvicorn + httptools, uvloop), measured with the same client:
 The batch size of an answer is the first dimension of the request's first input; each output
 is ``[n, *dims]`` of the output's datatype, all zeros.
 
+``--group N`` (bare-grpc) holds the answers until N requests wait, or ``--group-wait-ms`` has
+passed since the first of them, and then releases them together: the answers of a batch of N,
+without the batch. ``loadtests/grouped_answers.py`` measures what that does to grpc.aio's own
+cost per request.
+
 Usage::
 
     python -m loadtests.peers --kind bare-grpc|bare-rest --port P --model digits|resnet18 \\
-        [--host 127.0.0.1] [--output NAME:DATATYPE:DIMS ...]
+        [--host 127.0.0.1] [--output NAME:DATATYPE:DIMS ...] [--group N [--group-wait-ms MS]]
 
 ``--output`` (repeatable, dims without the batch dimension, ``x``-separated, e.g.
 ``probabilities:FP32:10``) overrides the built-in table of outputs, which knows ``digits``
@@ -160,7 +165,40 @@ def grpc_infer_response(request: Any, outputs: Sequence[OutputSpec]) -> Any:
     return response
 
 
-def grpc_handler(model: str, outputs: Sequence[OutputSpec]) -> Any:
+class AnswerGroups:
+    """Holds answers until ``size`` wait or ``wait_s`` has passed since the first, then
+    releases them together (size 1: every answer at once, nothing held)."""
+
+    def __init__(self, size: int, wait_s: float) -> None:
+        self.size, self.wait_s = size, wait_s
+        self._waiting: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def turn(self) -> None:
+        """Return when this request's group is released."""
+        if self.size <= 1:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(future)
+        if len(self._waiting) >= self.size:
+            self.release()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.wait_s, self.release)
+        await future
+
+    def release(self) -> None:
+        """Release every held answer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
+
+
+def grpc_handler(model: str, outputs: Sequence[OutputSpec], groups: AnswerGroups | None = None) -> Any:
     """Return the generic handler of ``inference.GRPCInferenceService`` for the bare peer."""
     import grpc
 
@@ -168,9 +206,12 @@ def grpc_handler(model: str, outputs: Sequence[OutputSpec]) -> Any:
 
     async def model_infer(request: Any, context: Any) -> Any:
         try:
-            return grpc_infer_response(request, outputs)
+            response = grpc_infer_response(request, outputs)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if groups is not None:
+            await groups.turn()
+        return response
 
     async def server_live(request: Any, context: Any) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -199,7 +240,9 @@ def grpc_handler(model: str, outputs: Sequence[OutputSpec]) -> Any:
     )
 
 
-async def serve_grpc(host: str, port: int, model: str, outputs: Sequence[OutputSpec]) -> None:
+async def serve_grpc(
+    host: str, port: int, model: str, outputs: Sequence[OutputSpec], groups: AnswerGroups | None = None
+) -> None:
     """Serve the bare gRPC peer until SIGTERM or SIGINT."""
     from grpc import aio
 
@@ -210,7 +253,7 @@ async def serve_grpc(host: str, port: int, model: str, outputs: Sequence[OutputS
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers((grpc_handler(model, outputs),))
+    server.add_generic_rpc_handlers((grpc_handler(model, outputs, groups),))
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise SystemExit(f"bare-grpc: cannot bind {host}:{port}")
     stop = asyncio.Event()
@@ -352,7 +395,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         help="NAME:DATATYPE:DIMS of one output (repeatable); default: the built-in table",
     )
+    parser.add_argument(
+        "--group", type=int, default=1, help="bare-grpc: release the answers in groups of N (default 1)"
+    )
+    parser.add_argument(
+        "--group-wait-ms", type=float, default=5.0, help="bare-grpc: hold a group at most this long"
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.group <= 4096 or not 0.0 < args.group_wait_ms <= 1000.0:
+        parser.error("--group must be within 1..4096 and --group-wait-ms within (0, 1000]")
     try:
         args.outputs = outputs_for(args.model, args.output)
     except ValueError as exc:
@@ -369,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvloop
 
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve_grpc(args.host, args.port, args.model, args.outputs))
+            groups = AnswerGroups(args.group, args.group_wait_ms / 1e3) if args.group > 1 else None
+            uvloop.run(serve_grpc(args.host, args.port, args.model, args.outputs, groups))
     else:
         serve_rest(args.host, args.port, args.model, args.outputs)
     return 0

@@ -20,6 +20,7 @@ from loadtests.peers import (  # noqa: E402
     MAX_BATCH,
     MODEL_OUTPUTS,
     SERVICE,
+    AnswerGroups,
     BareRest,
     OutputSpec,
     batch_of,
@@ -103,10 +104,15 @@ def test_parse_args() -> None:
     )
     args = parse_args(["--kind", "bare-rest", "--port", "1", "--model", "x", "--output", "o:FP32:2"])
     assert args.outputs == (OutputSpec("o", "FP32", (2,)),)
+    assert (args.group, args.group_wait_ms) == (1, 5.0)
+    args = parse_args(["--kind", "bare-grpc", "--port", "1", "--model", "digits", "--group", "32"])
+    assert args.group == 32
     for bad in (
         ["--kind", "bare-udp", "--port", "1", "--model", "digits"],
         ["--kind", "bare-rest", "--port", "0", "--model", "digits"],
         ["--kind", "bare-rest", "--port", "1", "--model", "unknown"],
+        ["--kind", "bare-grpc", "--port", "1", "--model", "digits", "--group", "0"],
+        ["--kind", "bare-grpc", "--port", "1", "--model", "digits", "--group-wait-ms", "0"],
     ):
         with pytest.raises(SystemExit):
             parse_args(bad)
@@ -190,6 +196,41 @@ async def test_grpc_handler_methods() -> None:
         await infer.unary_unary(_grpc_request([0, 1, 8, 8]), context)
     assert context.aborted is not None
     assert context.aborted[0] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_answer_groups_release_together_when_full() -> None:
+    import asyncio
+
+    groups = AnswerGroups(3, wait_s=60.0)
+    first = [asyncio.ensure_future(groups.turn()) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert not any(t.done() for t in first)  # two of three: held
+    await asyncio.wait_for(groups.turn(), 1.0)  # the third fills the group
+    await asyncio.wait_for(asyncio.gather(*first), 1.0)
+    await asyncio.wait_for(AnswerGroups(1, wait_s=60.0).turn(), 1.0)  # size 1: never held
+
+
+async def test_answer_groups_release_after_the_wait() -> None:
+    import asyncio
+
+    groups = AnswerGroups(64, wait_s=0.02)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(asyncio.gather(groups.turn(), groups.turn()), 2.0)
+    assert loop.time() - started >= 0.015  # released by the timer, not before
+    await asyncio.wait_for(groups.turn(), 2.0)  # a new group starts its own wait
+
+
+async def test_grpc_handler_holds_answers_for_their_group() -> None:
+    import asyncio
+
+    infer = _method(grpc_handler("digits", DIGITS, AnswerGroups(2, wait_s=60.0)), "ModelInfer")
+    one = asyncio.ensure_future(infer.unary_unary(_grpc_request([1, 1, 8, 8]), None))
+    await asyncio.sleep(0.01)
+    assert not one.done()
+    two = await asyncio.wait_for(infer.unary_unary(_grpc_request([3, 1, 8, 8]), None), 1.0)
+    assert list(two.outputs[0].shape) == [3, 10]
+    assert list((await asyncio.wait_for(one, 1.0)).outputs[0].shape) == [1, 10]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""Where the time of each answer goes: before the data plane, in it, or after it.
+
+One ``fleetserve serve`` (adaptive, the batching bench's config for the model) pinned to the
+first core; Poisson arrivals from this process (tritonclient.grpc.aio, as in
+``loadtests.batching``) on the second, each request with its own ``x-request-id``. Afterwards
+the client's times are joined, by request id, with the server's prediction log, whose record
+holds when the data plane finished (``time_unix_ns``) and how long it took
+(``latency_seconds``, from the decoded request to the answer). Per answer:
+
+- ``before``: from the client's call to the data plane's start (the client's gRPC, the wire,
+  grpc.aio and decoding);
+- ``server``: the data plane (validation, queue, batch, response);
+- ``after``: from the data plane's end to the answer in the client (encoding, the wire back).
+
+It prints the distribution of each and the slowest answers with their split.
+
+Usage::
+
+    python -m loadtests.latency_split [--model resnet18] [--rate 12.5] [--seconds 120] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadtests import batching, openloop
+from loadtests.bench import _make_request, pinned
+from loadtests.stats import percentile
+
+SLOWEST = 15
+
+
+def logged_times(data_dir: Path) -> dict[str, tuple[int, float]]:
+    """Request id -> (time_unix_ns, latency_seconds) of every prediction record under ``data_dir``."""
+    from fleetserve.predlog.framing import read_frames
+    from fleetserve.wire import fleet_pb2
+
+    found: dict[str, tuple[int, float]] = {}
+    for path in sorted(data_dir.rglob("predictions-*.bin")):
+        with path.open("rb") as stream:
+            for _, payload in read_frames(stream):
+                record = fleet_pb2.PredictionRecord.FromString(payload)
+                found[record.request_id] = (record.time_unix_ns, record.latency_seconds)
+    return found
+
+
+def split(
+    sent: dict[str, tuple[int, int, str]], logged: dict[str, tuple[int, float]]
+) -> list[dict[str, Any]]:
+    """Per answered request (ms): total, before, server, after."""
+    rows = []
+    for rid, (start_ns, end_ns, kind) in sent.items():
+        if kind != openloop.OK or rid not in logged:
+            continue
+        done_ns, seconds = logged[rid]
+        began_ns = done_ns - seconds * 1e9
+        rows.append(
+            {
+                "id": rid,
+                "at_s": start_ns / 1e9,
+                "total": (end_ns - start_ns) / 1e6,
+                "before": (began_ns - start_ns) / 1e6,
+                "server": seconds * 1e3,
+                "after": (end_ns - done_ns) / 1e6,
+            }
+        )
+    return rows
+
+
+async def drive(
+    url: str, model: batching.ModelUnderTest, schedule: Sequence[float], client_timeout: float
+) -> Any:
+    """Send the schedule; request id -> (call start, answer, kind) in wall-clock ns."""
+    import tritonclient.grpc.aio as grpcclient
+
+    client = grpcclient.InferenceServerClient(url=url)
+    inputs, outputs = _make_request("grpc", model)
+    sent: dict[str, tuple[int, int, str]] = {}
+
+    async def one() -> None:
+        rid = uuid.uuid4().hex
+        start = time.time_ns()
+        kind = openloop.OK
+        try:
+            await client.infer(
+                model.name,
+                inputs,
+                outputs=outputs,
+                headers={"x-request-id": rid},
+                client_timeout=client_timeout,
+            )
+        except Exception as exc:  # every failure is counted, never raised
+            kind = openloop.classify_exception(exc, (time.time_ns() - start) / 1e9, client_timeout)[0]
+        sent[rid] = (start, time.time_ns(), kind)
+
+    try:
+        for _ in range(10):  # warm-up, not counted
+            await client.infer(model.name, inputs, outputs=outputs)
+        tasks = []
+        begin = time.perf_counter() + 0.1
+        for offset in schedule:
+            delay = begin + offset - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    finally:
+        await client.close()
+    return sent
+
+
+def report(rows: list[dict[str, Any]], kinds: dict[str, int], slo_ms: float) -> list[str]:
+    """The distribution of each part and the slowest answers."""
+    counted = ", ".join(f"{kinds[k]} {k}" for k in sorted(kinds))
+    lines = [f"{len(rows)} answers joined with the prediction log; {sum(kinds.values())} sent: {counted}"]
+    if not rows:
+        return lines
+    for part in ("total", "before", "server", "after"):
+        values = [r[part] for r in rows]
+        p50, p99, p999 = (percentile(values, q) for q in (50.0, 99.0, 99.9))
+        lines.append(
+            f"  {part:<7} p50 {p50:7.1f}  p99 {p99:7.1f}  p99.9 {p999:7.1f}  max {max(values):7.1f} ms"
+        )
+    over = [r for r in rows if r["total"] > slo_ms]
+    late_before = [r for r in over if r["server"] <= slo_ms]
+    lines.append(
+        f"  over the {slo_ms:g} ms SLO: {len(over)}; of them within it in the data plane: {len(late_before)}"
+    )
+    first = min(r["at_s"] for r in rows)
+    lines.append(f"slowest {SLOWEST} (ms; at: seconds into the run):")
+    lines.append("    total   before   server    after       at")
+    for r in sorted(rows, key=lambda r: -r["total"])[:SLOWEST]:
+        lines.append(
+            f"  {r['total']:7.1f}  {r['before']:7.1f}  {r['server']:7.1f}  {r['after']:7.1f}"
+            f"  {r['at_s'] - first:7.1f}"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--model", default="resnet18", choices=sorted(batching.MODELS))
+    parser.add_argument("--rate", type=float, default=12.5, help="arrivals a second")
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not (0 < args.rate <= 5000 and 0 < args.seconds <= 1800):
+        parser.error("--rate must be within (0, 5000] and --seconds within (0, 1800]")
+    options = batching.parse_args(["--models", args.model])
+    folder, note = batching.resolve_model(args.model, options.model_repository, options.cache)
+    if folder is None:
+        print(f"{args.model}: skipped: {note}")
+        return 1
+    model = batching.load_model_spec(folder)
+    settings = batching.MODELS[args.model]
+    policy = next(p for p in batching.POLICIES if p.label == batching.ADAPTIVE)
+    config = batching.policy_config(batching.read_config(folder / "config.pbtxt"), policy, settings)
+    server = batching.PolicyServer(model, 0, options.cache, config, "latency-split")
+    schedule = openloop.poisson_schedule(args.rate, args.seconds, np.random.default_rng(args.seed))
+    timeout = settings.slo_ms / 1e3 + batching.CLIENT_TIMEOUT_EXTRA_S
+    try:
+        server.start()
+        with pinned({1 if len(os.sched_getaffinity(0)) > 1 else 0}):
+            sent = asyncio.run(drive(server.urls["grpc"], model, schedule, timeout))
+        time.sleep(1.0)  # the log's last batch
+        assert server.data_dir is not None
+        logged = logged_times(server.data_dir)
+    finally:
+        server.stop()
+    print(f"{args.model}, adaptive, {args.rate:g} req/s Poisson for {args.seconds:g} s (gRPC):")
+    kinds = collections.Counter(kind for _, _, kind in sent.values())
+    print("\n".join(report(split(sent, logged), dict(kinds), settings.slo_ms)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
