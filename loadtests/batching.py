@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from loadtests import openloop
+from loadtests import answer_split, openloop
 from loadtests.bench import (
     CACHE_DIR,
     DEFAULT_REPOSITORY,
@@ -126,6 +126,9 @@ RECOVERY_P99_FACTOR = 1.1
 # ~150 arrivals, so 2 points are about one standard error of the difference.
 RECOVERY_CHANCE_Z = 2.326
 CLIENT_TIMEOUT_EXTRA_S = 2.0  # every request is bounded by SLO + this
+# The overload run's answers are split at the data plane: the slowest this many are shown, after
+# waiting this long for the server's prediction log to write its last records.
+SPLIT_SLOWEST, SPLIT_LOG_WAIT_S = 3, 1.0
 MAX_DURATION_S = 120.0
 # The server's requests that took at most the SLO (its histogram's bucket at the SLO: 10 ms
 # and 100 ms are bucket bounds).
@@ -334,8 +337,12 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
 # The client
 
 
-def make_call(client: Any, model: ModelUnderTest, client_timeout: float) -> Any:
-    """Return a coroutine function sending one batch-1 request and checking the answer's shape."""
+def make_call(
+    client: Any, model: ModelUnderTest, client_timeout: float, traced: list[answer_split.Traced] | None = None
+) -> Any:
+    """Return a coroutine function sending one batch-1 request and checking the answer's shape.
+    With ``traced``, each request gets its own ``x-request-id``, and its id, call and answer
+    times (wall clock, ns) and whether it was answered are appended there."""
     inputs, outputs = _make_request("grpc", model)
 
     async def call() -> None:
@@ -344,7 +351,28 @@ def make_call(client: Any, model: ModelUnderTest, client_timeout: float) -> Any:
         if problem is not None:
             raise ValueError(problem)
 
-    return call
+    if traced is None:
+        return call
+
+    async def traced_call() -> None:
+        rid = answer_split.new_request_id()
+        start, answered = time.time_ns(), False
+        try:
+            result = await client.infer(
+                model.name,
+                inputs,
+                outputs=outputs,
+                headers={"x-request-id": rid},
+                client_timeout=client_timeout,
+            )
+            problem = check_answer(result, model.outputs)
+            if problem is not None:
+                raise ValueError(problem)
+            answered = True
+        finally:
+            traced.append((rid, start, time.time_ns(), answered))
+
+    return traced_call
 
 
 async def closed_point(
@@ -397,14 +425,18 @@ async def closed_point(
 
 
 async def open_records(
-    url: str, model: ModelUnderTest, schedule: Sequence[float], client_timeout: float
+    url: str,
+    model: ModelUnderTest,
+    schedule: Sequence[float],
+    client_timeout: float,
+    traced: list[answer_split.Traced] | None = None,
 ) -> tuple[list[openloop.Record], float | None]:
     """Fire ``schedule`` at the server; return its records and this client's CPU share (%)."""
     import tritonclient.grpc.aio as grpcclient
 
     client = grpcclient.InferenceServerClient(url=url)
     try:
-        call = make_call(client, model, client_timeout)
+        call = make_call(client, model, client_timeout, traced)
         # The channel connects on its first call: done before the schedule starts, so that the
         # first arrivals (the overload run has no unmeasured first second) do not wait for it.
         await client.is_server_live()
@@ -428,10 +460,11 @@ async def open_point(
     windows: Sequence[tuple[str, float, float]],
     client_timeout: float,
     timeline_s: float = 0.0,
+    traced: list[answer_split.Traced] | None = None,
 ) -> dict[str, Any]:
     """Fire ``schedule`` at the server; summarize each named ``(name, start, stop)`` window
     (and, with ``timeline_s``, every bin of that many seconds)."""
-    records, client_cpu_pct = await open_records(url, model, schedule, client_timeout)
+    records, client_cpu_pct = await open_records(url, model, schedule, client_timeout, traced)
     result: dict[str, Any] = {"client_cpu_pct": client_cpu_pct}
     for name, start, stop in windows:
         result[name] = summarize_records(records, start, stop)
@@ -478,6 +511,28 @@ async def closed_rounds(
             }
         ]
         for label in labels
+    }
+
+
+def split_summary(
+    traced: Sequence[answer_split.Traced], data_dir: Path | None, limit_ms: float
+) -> dict[str, Any]:
+    """The overload run's answers split at the data plane (``loadtests/answer_split.py``): how
+    many were joined with the server's prediction log, how many took longer than ``limit_ms``
+    and how many of those were within it in the data plane, and the slowest few."""
+    logged = answer_split.logged_times(data_dir) if data_dir is not None else {}
+    rows = answer_split.split(traced, logged)
+    over = [r for r in rows if r["total"] > limit_ms]
+    return {
+        "answered": sum(1 for t in traced if t[3]),
+        "joined": len(rows),
+        "limit_ms": limit_ms,
+        "over_limit": len(over),
+        "over_limit_within_in_data_plane": sum(1 for r in over if r["server"] <= limit_ms),
+        "slowest": [
+            {k: round(r[k], 1) for k in ("total", "before", "server", "after")}
+            for r in answer_split.slowest(rows, SPLIT_SLOWEST)
+        ],
     }
 
 
@@ -703,8 +758,15 @@ def check_overload(
             f" or within chance), errors {recovery['errors']}" + against,
         )
     waits = [p["max_ok_ms"] for p in (point, overload and overload.get("all")) if p and p.get("max_ok_ms")]
+    split = (overload or {}).get("split") or {}
+    located = (
+        f"; overload run: {split['over_limit']} answers over it, of them within it in the data plane"
+        f" {split['over_limit_within_in_data_plane']}"
+        if split.get("joined")
+        else ""
+    )
     items["no wait past deadline + 50 ms"] = (
-        (max(waits) <= limit, f"max ok latency {max(waits):.1f} ms vs {limit:g} ms")
+        (max(waits) <= limit, f"max ok latency {max(waits):.1f} ms vs {limit:g} ms{located}")
         if waits
         else (None, "no ok answer")
     )
@@ -885,6 +947,7 @@ def format_overload(overload: dict[str, Any]) -> list[str]:
         f" CPU {_num(overload.get('server_cpu_pct'), 0)}%, mean batch {_num(overload.get('mean_batch'), 2)},"
         f" rejected by reason {overload.get('rejected_by_reason')}"
     )
+    lines += format_split(overload.get("split"))
     bins = overload.get("timeline") or []
     if bins:
         lines.append("second by second (arrivals scheduled in each second):")
@@ -904,6 +967,22 @@ def format_overload(overload: dict[str, Any]) -> list[str]:
             )
         )
     return lines
+
+
+def format_split(split: dict[str, Any] | None) -> list[str]:
+    """The overload run's answers split at the data plane, when the run traced them."""
+    if not split:
+        return []
+    slowest = ", ".join(
+        f"{r['total']:.1f} = {r['before']:.1f} + {r['server']:.1f} + {r['after']:.1f}"
+        for r in split["slowest"]
+    )
+    return [
+        f"answers split at the data plane ({split['joined']} of {split['answered']} joined with the"
+        f" server's prediction log by request id): over {split['limit_ms']:g} ms {split['over_limit']},"
+        f" of them within it in the data plane {split['over_limit_within_in_data_plane']};"
+        f" slowest (ms, total = before + data plane + after): {slowest or '-'}"
+    ]
 
 
 def format_model(name: str, result: dict[str, Any]) -> list[str]:
@@ -1038,6 +1117,7 @@ async def measure_model(
         )
         end = durations.overload + durations.recovery
         before = server.scrape()
+        traced: list[answer_split.Traced] = []
         measured = await open_point(
             server.urls["grpc"],
             model,
@@ -1049,8 +1129,11 @@ async def measure_model(
             ],
             client_timeout,
             timeline_s=1.0,
+            traced=traced,
         )
         measured.update(metrics_delta(before, server.scrape()))
+        await asyncio.sleep(SPLIT_LOG_WAIT_S)
+        measured["split"] = split_summary(traced, server.data_dir, settings.slo_ms + DEADLINE_GRACE_MS)
         measured.update(
             {
                 "policy": ADAPTIVE,

@@ -3,15 +3,8 @@
 One ``fleetserve serve`` (adaptive, the batching bench's config for the model) pinned to the
 first core; Poisson arrivals from this process (tritonclient.grpc.aio, as in
 ``loadtests.batching``) on the second, each request with its own ``x-request-id``. Afterwards
-the client's times are joined, by request id, with the server's prediction log, whose record
-holds when the data plane finished (``time_unix_ns``) and how long it took
-(``latency_seconds``, from the decoded request to the answer). Per answer:
-
-- ``before``: from the client's call to the data plane's start (the client's gRPC, the wire,
-  grpc.aio and decoding);
-- ``server``: the data plane (validation, queue, batch, response);
-- ``after``: from the data plane's end to the answer in the client (encoding, the wire back).
-
+the client's times are joined, by request id, with the server's prediction log
+(``loadtests/answer_split.py``: ``before`` the data plane, in it (``server``), ``after`` it).
 It prints the distribution of each and the slowest answers with their split.
 
 Usage::
@@ -26,55 +19,17 @@ import asyncio
 import collections
 import os
 import time
-import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from loadtests import batching, openloop
+from loadtests.answer_split import Traced, logged_times, new_request_id, slowest, split
 from loadtests.bench import _make_request, pinned
 from loadtests.stats import percentile
 
 SLOWEST = 15
-
-
-def logged_times(data_dir: Path) -> dict[str, tuple[int, float]]:
-    """Request id -> (time_unix_ns, latency_seconds) of every prediction record under ``data_dir``."""
-    from fleetserve.predlog.framing import read_frames
-    from fleetserve.wire import fleet_pb2
-
-    found: dict[str, tuple[int, float]] = {}
-    for path in sorted(data_dir.rglob("predictions-*.bin")):
-        with path.open("rb") as stream:
-            for _, payload in read_frames(stream):
-                record = fleet_pb2.PredictionRecord.FromString(payload)
-                found[record.request_id] = (record.time_unix_ns, record.latency_seconds)
-    return found
-
-
-def split(
-    sent: dict[str, tuple[int, int, str]], logged: dict[str, tuple[int, float]]
-) -> list[dict[str, Any]]:
-    """Per answered request (ms): total, before, server, after."""
-    rows = []
-    for rid, (start_ns, end_ns, kind) in sent.items():
-        if kind != openloop.OK or rid not in logged:
-            continue
-        done_ns, seconds = logged[rid]
-        began_ns = done_ns - seconds * 1e9
-        rows.append(
-            {
-                "id": rid,
-                "at_s": start_ns / 1e9,
-                "total": (end_ns - start_ns) / 1e6,
-                "before": (began_ns - start_ns) / 1e6,
-                "server": seconds * 1e3,
-                "after": (end_ns - done_ns) / 1e6,
-            }
-        )
-    return rows
 
 
 async def drive(
@@ -88,7 +43,7 @@ async def drive(
     sent: dict[str, tuple[int, int, str]] = {}
 
     async def one() -> None:
-        rid = uuid.uuid4().hex
+        rid = new_request_id()
         start = time.time_ns()
         kind = openloop.OK
         try:
@@ -139,7 +94,7 @@ def report(rows: list[dict[str, Any]], kinds: dict[str, int], slo_ms: float) -> 
     first = min(r["at_s"] for r in rows)
     lines.append(f"slowest {SLOWEST} (ms; at: seconds into the run):")
     lines.append("    total   before   server    after       at")
-    for r in sorted(rows, key=lambda r: -r["total"])[:SLOWEST]:
+    for r in slowest(rows, SLOWEST):
         lines.append(
             f"  {r['total']:7.1f}  {r['before']:7.1f}  {r['server']:7.1f}  {r['after']:7.1f}"
             f"  {r['at_s'] - first:7.1f}"
@@ -179,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.stop()
     print(f"{args.model}, adaptive, {args.rate:g} req/s Poisson for {args.seconds:g} s (gRPC):")
     kinds = collections.Counter(kind for _, _, kind in sent.values())
-    print("\n".join(report(split(sent, logged), dict(kinds), settings.slo_ms)))
+    traced: list[Traced] = [(rid, a, b, kind == openloop.OK) for rid, (a, b, kind) in sent.items()]
+    print("\n".join(report(split(traced, logged), dict(kinds), settings.slo_ms)))
     return 0
 
 

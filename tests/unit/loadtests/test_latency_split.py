@@ -1,4 +1,4 @@
-"""Unit tests of loadtests/latency_split.py's pure parts: the join and the report (no server)."""
+"""Unit tests of the answer split (loadtests/answer_split.py) and latency_split's report: no server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ if str(PROJECT_ROOT) not in sys.path:  # loadtests/ is a folder of the project, 
 
 from fleetserve.predlog.framing import frames  # noqa: E402
 from fleetserve.wire import fleet_pb2  # noqa: E402
-from loadtests.latency_split import logged_times, report, split  # noqa: E402
+from loadtests.answer_split import logged_times, slowest, split  # noqa: E402
+from loadtests.latency_split import report  # noqa: E402
 
 MS = 1_000_000  # ns
 
@@ -30,14 +31,13 @@ def test_logged_times_reads_every_prediction_file(tmp_path: Path) -> None:
 
 
 def test_split_puts_each_part_where_it_went() -> None:
-    sent = {
-        # called at 0, data plane from 30 to 40 ms, answer at 41 ms
-        "slow-in": (0, 41 * MS, "ok"),
-        "refused": (0, 2 * MS, "rejected"),
-        "not-logged": (0, 5 * MS, "ok"),
-    }
+    traced = [
+        ("slow-in", 0, 41 * MS, True),  # called at 0, data plane from 30 to 40 ms, answer at 41 ms
+        ("refused", 0, 2 * MS, False),
+        ("not-logged", 0, 5 * MS, True),
+    ]
     logged = {"slow-in": (40 * MS, 0.010), "refused": (1 * MS, 0.001)}
-    (row,) = split(sent, logged)
+    (row,) = split(traced, logged)
     assert row["id"] == "slow-in"
     assert round(row["total"], 6) == 41.0
     assert round(row["before"], 6) == 30.0
@@ -59,3 +59,9 @@ def test_report_counts_answers_late_before_the_data_plane() -> None:
     assert report([], {"rejected": 2}, slo_ms=100.0) == [
         "0 answers joined with the prediction log; 2 sent: 2 rejected"
     ]
+
+
+def test_slowest_first() -> None:
+    rows = [{"total": t} for t in (3.0, 9.0, 1.0, 7.0)]
+    assert [r["total"] for r in slowest(rows, 2)] == [9.0, 7.0]
+    assert slowest([], 3) == []

@@ -542,6 +542,41 @@ def test_admitted_detail_names_the_server_side_share() -> None:
     assert "0.50% of its requests" in result["items"]["admitted meet SLO"]["detail"]
 
 
+def test_the_overload_runs_split_is_named_but_does_not_change_the_verdict(tmp_path: Path) -> None:
+    from fleetserve.predlog.framing import frames
+    from fleetserve.wire import fleet_pb2
+
+    ms = 1_000_000
+    logged = [("late-in", 200 * ms, 0.040), ("slow-server", 170 * ms, 0.160), ("fine", 60 * ms, 0.050)]
+    (tmp_path / "predictions-20261201.bin").write_bytes(
+        frames(
+            fleet_pb2.PredictionRecord(request_id=r, time_unix_ns=t, latency_seconds=sec).SerializeToString()
+            for r, t, sec in logged
+        )
+    )
+    traced = [
+        ("late-in", 0, 201 * ms, True),  # 160 ms before the data plane, 40 in it
+        ("slow-server", 0, 171 * ms, True),  # 10 ms before, 160 in it
+        ("fine", 0, 61 * ms, True),
+        ("refused", 0, 2 * ms, False),
+    ]
+    split = batching.split_summary(traced, tmp_path, 150.0)
+    assert (split["answered"], split["joined"], split["over_limit"]) == (3, 3, 2)
+    assert split["over_limit_within_in_data_plane"] == 1
+    assert split["slowest"][0] == {"total": 201.0, "before": 160.0, "server": 40.0, "after": 1.0}
+    (line,) = batching.format_split(split)
+    assert "over 150 ms 2, of them within it in the data plane 1" in line
+    assert "201.0 = 160.0 + 40.0 + 1.0" in line
+    assert batching.format_split(None) == []
+    assert batching.split_summary(traced, None, 150.0)["joined"] == 0
+
+    run = {**overload_run(), "split": split, "all": overload_point(max_ok_ms=201.0)}
+    items = batching.check_overload(overload_point(), run, 100.0, True)["items"]
+    wait = items["no wait past deadline + 50 ms"]
+    assert wait["passed"] is False  # judged on the client's view, whatever the split says
+    assert "2 answers over it, of them within it in the data plane 1" in wait["detail"]
+
+
 def test_overload_not_judged_without_data() -> None:
     result = batching.check_overload(None, None, 100.0, True)
     assert result["passed"] is None
