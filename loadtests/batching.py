@@ -199,6 +199,27 @@ def policy_config(base: Any, policy: Policy, settings: ModelSettings) -> Any:
     return config
 
 
+@dataclass(frozen=True)
+class BenchModel:
+    """A model of this bench as the side benches (predlog_cost, grouped_answers, latency_split)
+    use it: its spec, its folder and the cache folder the bench's servers use."""
+
+    spec: ModelUnderTest
+    folder: Path
+    cache: Path
+
+
+def bench_model(name: str) -> BenchModel | None:
+    """The bench's ``name`` model with the default repository and cache (generated if needed),
+    or None after printing why it is not there."""
+    options = parse_args(["--models", name])
+    folder, note = resolve_model(name, options.model_repository, options.cache)
+    if folder is None:
+        print(f"{name}: skipped: {note}")
+        return None
+    return BenchModel(load_model_spec(folder), folder, options.cache)
+
+
 def read_config(path: Path) -> Any:
     """Parse a config.pbtxt with protobuf text_format."""
     from google.protobuf import text_format

@@ -80,16 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wait-ms", type=float, default=5.0)
     args = parser.parse_args(argv)
     groups = [int(g) for g in args.groups.split(",") if g.strip()]
-    options = batching.parse_args(["--models", MODEL])
-    folder, note = batching.resolve_model(MODEL, options.model_repository, options.cache)
-    if folder is None:
-        print(f"{MODEL}: skipped: {note}")
+    bench = batching.bench_model(MODEL)
+    if bench is None:
         return 1
-    model = batching.load_model_spec(folder)
+    model = bench.spec
     peers: dict[int, GroupedPeer] = {}
     try:
         for group in groups:
-            peers[group] = GroupedPeer(model, 0, options.cache, group, args.wait_ms)
+            peers[group] = GroupedPeer(model, 0, bench.cache, group, args.wait_ms)
             peers[group].start()
         with pinned({1 if len(os.sched_getaffinity(0)) > 1 else 0}):
             found = asyncio.run(measure(peers, model, args))

@@ -111,16 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (0 < args.rate <= 5000 and 0 < args.seconds <= 1800):
         parser.error("--rate must be within (0, 5000] and --seconds within (0, 1800]")
-    options = batching.parse_args(["--models", args.model])
-    folder, note = batching.resolve_model(args.model, options.model_repository, options.cache)
-    if folder is None:
-        print(f"{args.model}: skipped: {note}")
+    found = batching.bench_model(args.model)
+    if found is None:
         return 1
-    model = batching.load_model_spec(folder)
+    model = found.spec
     settings = batching.MODELS[args.model]
     policy = next(p for p in batching.POLICIES if p.label == batching.ADAPTIVE)
-    config = batching.policy_config(batching.read_config(folder / "config.pbtxt"), policy, settings)
-    server = batching.PolicyServer(model, 0, options.cache, config, "latency-split")
+    config = batching.policy_config(batching.read_config(found.folder / "config.pbtxt"), policy, settings)
+    server = batching.PolicyServer(model, 0, found.cache, config, "latency-split")
     schedule = openloop.poisson_schedule(args.rate, args.seconds, np.random.default_rng(args.seed))
     timeout = settings.slo_ms / 1e3 + batching.CLIENT_TIMEOUT_EXTRA_S
     try:

@@ -78,19 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args(argv)
-    options = batching.parse_args(["--models", MODEL])
-    folder, note = batching.resolve_model(MODEL, options.model_repository, options.cache)
-    if folder is None:
-        print(f"{MODEL}: skipped: {note}")
+    found = batching.bench_model(MODEL)
+    if found is None:
         return 1
-    model = batching.load_model_spec(folder)
-    base = batching.read_config(folder / "config.pbtxt")
+    model = found.spec
+    base = batching.read_config(found.folder / "config.pbtxt")
     policies = [p for p in batching.POLICIES if p.label in POLICY_LABELS]
     servers: dict[tuple[str, str], batching.PolicyServer] = {}
     try:
         for setting in LOG_SETTINGS:
             for policy in policies:
-                servers[(setting, policy.label)] = start_server(model, base, setting, policy, options.cache)
+                servers[(setting, policy.label)] = start_server(model, base, setting, policy, found.cache)
         with pinned({1 if len(os.sched_getaffinity(0)) > 1 else 0}):
             rates = asyncio.run(measure(servers, model, args.rounds, args.seconds, args.concurrency))
     finally:
