@@ -366,8 +366,10 @@ def make_call(
     times (wall clock, ns) and whether it was answered are appended there."""
     inputs, outputs = _make_request("grpc", model)
 
-    async def call() -> None:
-        result = await client.infer(model.name, inputs, outputs=outputs, client_timeout=client_timeout)
+    async def call(headers: dict[str, str] | None = None) -> None:
+        result = await client.infer(
+            model.name, inputs, outputs=outputs, headers=headers, client_timeout=client_timeout
+        )
         problem = check_answer(result, model.outputs)
         if problem is not None:
             raise ValueError(problem)
@@ -379,16 +381,7 @@ def make_call(
         rid = answer_split.new_request_id()
         start, answered = time.time_ns(), False
         try:
-            result = await client.infer(
-                model.name,
-                inputs,
-                outputs=outputs,
-                headers={"x-request-id": rid},
-                client_timeout=client_timeout,
-            )
-            problem = check_answer(result, model.outputs)
-            if problem is not None:
-                raise ValueError(problem)
+            await call({"x-request-id": rid})
             answered = True
         finally:
             traced.append((rid, start, time.time_ns(), answered))

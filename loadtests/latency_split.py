@@ -1,8 +1,8 @@
 """Where the time of each answer goes: before the data plane, in it, or after it.
 
 One ``fleetserve serve`` (adaptive, the batching bench's config for the model) pinned to the
-first core; Poisson arrivals from this process (tritonclient.grpc.aio, as in
-``loadtests.batching``) on the second, each request with its own ``x-request-id``. Afterwards
+first core; Poisson arrivals from this process on the second, sent by the batching bench's own
+open-loop client (tritonclient.grpc.aio), each request with its own ``x-request-id``. Afterwards
 the client's times are joined, by request id, with the server's prediction log
 (``loadtests/answer_split.py``: ``before`` the data plane, in it (``server``), ``after`` it).
 It prints the distribution of each and the slowest answers with their split.
@@ -25,53 +25,11 @@ from typing import Any
 import numpy as np
 
 from loadtests import batching, openloop
-from loadtests.answer_split import Traced, logged_times, new_request_id, slowest, split
-from loadtests.bench import _make_request, pinned
+from loadtests.answer_split import Traced, logged_times, slowest, split
+from loadtests.bench import pinned
 from loadtests.stats import percentile
 
 SLOWEST = 15
-
-
-async def drive(
-    url: str, model: batching.ModelUnderTest, schedule: Sequence[float], client_timeout: float
-) -> Any:
-    """Send the schedule; request id -> (call start, answer, kind) in wall-clock ns."""
-    import tritonclient.grpc.aio as grpcclient
-
-    client = grpcclient.InferenceServerClient(url=url)
-    inputs, outputs = _make_request("grpc", model)
-    sent: dict[str, tuple[int, int, str]] = {}
-
-    async def one() -> None:
-        rid = new_request_id()
-        start = time.time_ns()
-        kind = openloop.OK
-        try:
-            await client.infer(
-                model.name,
-                inputs,
-                outputs=outputs,
-                headers={"x-request-id": rid},
-                client_timeout=client_timeout,
-            )
-        except Exception as exc:  # every failure is counted, never raised
-            kind = openloop.classify_exception(exc, (time.time_ns() - start) / 1e9, client_timeout)[0]
-        sent[rid] = (start, time.time_ns(), kind)
-
-    try:
-        for _ in range(10):  # warm-up, not counted
-            await client.infer(model.name, inputs, outputs=outputs)
-        tasks = []
-        begin = time.perf_counter() + 0.1
-        for offset in schedule:
-            delay = begin + offset - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-    finally:
-        await client.close()
-    return sent
 
 
 def report(rows: list[dict[str, Any]], kinds: dict[str, int], slo_ms: float) -> list[str]:
@@ -121,18 +79,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = batching.PolicyServer(model, 0, found.cache, config, "latency-split")
     schedule = openloop.poisson_schedule(args.rate, args.seconds, np.random.default_rng(args.seed))
     timeout = settings.slo_ms / 1e3 + batching.CLIENT_TIMEOUT_EXTRA_S
+    traced: list[Traced] = []
     try:
         server.start()
         with pinned({1 if len(os.sched_getaffinity(0)) > 1 else 0}):
-            sent = asyncio.run(drive(server.urls["grpc"], model, schedule, timeout))
-        time.sleep(1.0)  # the log's last batch
+            records, _ = asyncio.run(
+                batching.open_records(server.urls["grpc"], model, schedule, timeout, traced)
+            )
+        time.sleep(batching.SPLIT_LOG_WAIT_S)  # the log's last records
         assert server.data_dir is not None
         logged = logged_times(server.data_dir)
     finally:
         server.stop()
     print(f"{args.model}, adaptive, {args.rate:g} req/s Poisson for {args.seconds:g} s (gRPC):")
-    kinds = collections.Counter(kind for _, _, kind in sent.values())
-    traced: list[Traced] = [(rid, a, b, kind == openloop.OK) for rid, (a, b, kind) in sent.items()]
+    kinds = collections.Counter(r.kind for r in records)
     print("\n".join(report(split(traced, logged), dict(kinds), settings.slo_ms)))
     return 0
 
