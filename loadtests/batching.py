@@ -280,16 +280,6 @@ class PolicyServer(ServedModel):
         except OSError:
             return False
 
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU seconds of the server process (all threads), from /proc."""
-        if self.process is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def scrape(self) -> dict[str, float]:
         """Return the model's batch-size and request-duration sums and counts, its rejections
         per reason, and the server process's CPU seconds at this wall-clock time."""

@@ -326,6 +326,16 @@ class ServerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds of the server process (all threads), from /proc."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def probes(self) -> list[tuple[str, Any]]:
         """Return ``(description, check)`` pairs; ready when every ``check()`` returned True."""
         raise NotImplementedError

@@ -42,12 +42,6 @@ class GroupedPeer(PeerServer):
     def command(self) -> list[str]:
         return [*super().command(), "--group", str(self.group), "--group-wait-ms", str(self.wait_ms)]
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the peer process (all threads)."""
-        assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 async def measure(
     peers: dict[int, GroupedPeer], model: batching.ModelUnderTest, args: argparse.Namespace
@@ -61,7 +55,8 @@ async def measure(
             point = await batching.closed_point(peer.url, model, args.concurrency, args.seconds, 0.5, timeout)
             cpu1, wall1 = peer.cpu_seconds(), time.perf_counter()
             answered = point["req_per_s"] * (wall1 - wall0)  # the warm-up's answers too
-            per_answer = 1e6 * (cpu1 - cpu0) / answered if answered > 0 else float("nan")
+            known = cpu0 is not None and cpu1 is not None and answered > 0
+            per_answer = 1e6 * (cpu1 - cpu0) / answered if known else float("nan")
             found[group].append((point["req_per_s"], per_answer, point["client_cpu_pct"] or 0.0))
             print(
                 f"  round {index + 1} group {group:<3} {point['req_per_s']:8.0f} req/s"
