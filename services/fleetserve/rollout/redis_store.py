@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "fleetserve:rollout:"
 CHANNEL = "fleetserve:rollout"
+PUT_ATTEMPTS = 16  # WATCH / MULTI tries of one put before it gives up (another writer kept winning)
+STOP_WAIT_S = 5.0  # how long `stop` waits for the background task to end
 
 
 def redacted(url: str) -> str:
@@ -58,6 +60,7 @@ class RedisPlanStore:
         self._lock = asyncio.Lock()  # a background read never lands over a newer put
         self._puts = 0  # puts so far: a read that began before the latest put is stale
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._down = False
 
     def get(self, model: str) -> RolloutPlan | None:
@@ -71,17 +74,19 @@ class RedisPlanStore:
     async def put(self, plan: RolloutPlan) -> RolloutPlan:
         """Store a plan (revision = max(stored, given) + 1, updated_at now) and tell the replicas.
 
-        Raises redis' ConnectionError (a RedisError) when Redis cannot be reached.
+        Raises redis' ConnectionError (a RedisError) when Redis cannot be reached, and its
+        WatchError when the key changed under every one of PUT_ATTEMPTS tries.
         """
         check_model_name(plan.model)
         key = plan_key(plan.model)
         async with self._lock:
-            while True:
+            for attempt in range(1, PUT_ATTEMPTS + 1):
                 try:
                     stored, raw = await self._put_once(key, plan)
                     break
-                except WatchError:  # another writer got in between: read its revision again
-                    continue
+                except WatchError:  # another writer got in between, or the connection broke
+                    if attempt == PUT_ATTEMPTS:
+                        raise
             self._puts += 1
             self._remember(plan.model, raw, stored)
         return stored
@@ -174,19 +179,29 @@ class RedisPlanStore:
         except (RedisError, OSError) as exc:
             self._went_down(exc)
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="fleetserve-rollout-redis")
 
     async def stop(self) -> None:
-        """Stop the background task and close the connections."""
+        """Stop the background task and close the connections.
+
+        Besides the cancellation, the task's loops end at `_stopping`: on a loaded machine the
+        cancellation can be lost inside redis-py's pub/sub read with a timeout (the task was seen
+        still reading, marked cancelling, with `stop` waiting on it for ever).
+        """
         task, self._task = self._task, None
         if task is not None:
+            self._stopping = True
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
+            if not done:
+                log.warning("the rollout plan refresher did not stop within %g s", STOP_WAIT_S)
+            elif not task.cancelled() and task.exception() is not None:
+                log.error("the rollout plan refresher failed", exc_info=task.exception())
         await self._client.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._follow()
             except (RedisError, OSError) as exc:
@@ -206,7 +221,7 @@ class RedisPlanStore:
                 self._down = False
             loop = asyncio.get_running_loop()
             next_full = loop.time() + self.refresh_s
-            while True:
+            while not self._stopping:
                 wait = max(0.0, next_full - loop.time())
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                 if message is not None and message.get("type") == "message":
