@@ -42,37 +42,34 @@ async def test_stop_ends_a_refresher_that_lost_its_cancellation(monkeypatch: pyt
     assert time.monotonic() - start < redis_store.STOP_WAIT_S  # it ended by the flag, not the wait
 
 
+class LosesTheWatch:
+    """A stand-in for `_put_once` that raises WatchError on its first `losses` tries."""
+
+    def __init__(self, losses: int) -> None:
+        self.losses, self.tries = losses, 0
+
+    async def __call__(self, key: str, plan: RolloutPlan) -> tuple[RolloutPlan, bytes]:
+        self.tries += 1
+        if self.tries <= self.losses:
+            raise WatchError("Watched variable changed.")
+        stored = plan.model_copy(update={"revision": 7})
+        return stored, stored.model_dump_json().encode()
+
+
 async def test_a_put_that_keeps_losing_the_watch_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = store_nowhere()
-    tries = 0
-
-    async def always_watched(key: str, plan: RolloutPlan) -> tuple[RolloutPlan, bytes]:
-        nonlocal tries
-        tries += 1
-        raise WatchError("Watched variable changed.")
-
-    monkeypatch.setattr(store, "_put_once", always_watched)
+    store, put_once = store_nowhere(), LosesTheWatch(losses=10**6)
+    monkeypatch.setattr(store, "_put_once", put_once)
     with pytest.raises(WatchError):
         await store.put(RolloutPlan(model="digits", production=1))
-    assert tries == redis_store.PUT_ATTEMPTS
+    assert put_once.tries == redis_store.PUT_ATTEMPTS
     assert store.get("digits") is None
     await store.stop()
 
 
 async def test_a_put_that_loses_the_watch_once_tries_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = store_nowhere()
-    tries = 0
-
-    async def watched_once(key: str, plan: RolloutPlan) -> tuple[RolloutPlan, bytes]:
-        nonlocal tries
-        tries += 1
-        if tries == 1:
-            raise WatchError("Watched variable changed.")
-        stored = plan.model_copy(update={"revision": 7})
-        return stored, stored.model_dump_json().encode()
-
-    monkeypatch.setattr(store, "_put_once", watched_once)
+    store, put_once = store_nowhere(), LosesTheWatch(losses=1)
+    monkeypatch.setattr(store, "_put_once", put_once)
     stored = await store.put(RolloutPlan(model="digits", production=1))
-    assert (tries, stored.revision) == (2, 7)
+    assert (put_once.tries, stored.revision) == (2, 7)
     assert store.get("digits") == stored
     await store.stop()
