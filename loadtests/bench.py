@@ -193,6 +193,16 @@ def resolve_model(name: str, repository: Path, cache: Path) -> tuple[Path | None
     return folder, ""
 
 
+def drop_latency_slo(config: Path) -> None:
+    """Remove the `latency_slo_ms` parameter from a config.pbtxt, in place.
+
+    For runs that share the cores with their clients and sidecars and test something other
+    than the SLO: with it, requests that waited too long for a core are refused by design.
+    """
+    lines = config.read_text().splitlines(keepends=True)
+    config.write_text("".join(line for line in lines if "latency_slo_ms" not in line))
+
+
 def make_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
     """Return one random array per input, in its batch-1 shape and dtype."""
     rng = np.random.default_rng(seed)

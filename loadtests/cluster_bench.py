@@ -42,7 +42,7 @@ from typing import Any
 from fleetserve.cluster.layout import cluster_ports
 from fleetserve.cluster.settings import UpSettings
 from fleetserve.engines.ports import is_free
-from loadtests.bench import load_model_spec, run_sweep
+from loadtests.bench import drop_latency_slo, load_model_spec, run_sweep
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 180.0
@@ -82,8 +82,7 @@ def bench_repository(source: Path, model: str, keep_slo: bool, into: Path) -> Pa
     shutil.copytree(source / model, repo / model)
     config = repo / model / "config.pbtxt"
     if not keep_slo and config.is_file():
-        lines = config.read_text().splitlines(keepends=True)
-        config.write_text("".join(line for line in lines if "latency_slo_ms" not in line))
+        drop_latency_slo(config)
     return repo
 
 

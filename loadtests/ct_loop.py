@@ -48,6 +48,7 @@ import numpy as np
 from fleetserve.trainer import data as digits_data
 from fleetserve.trainer.augment import invert
 from loadtests import ct_parts as parts
+from loadtests.bench import drop_latency_slo
 from loadtests.ct_config import FULL, SHORT, LoopConfig
 from loadtests.ct_observe import Controller, Monitor, Stages, prometheus_value
 from loadtests.ct_report import Report, metadata_summary, render
@@ -78,9 +79,9 @@ def repository_with_v1(root: Path) -> Path:
     repo = root / "models"
     target = repo / MODEL
     target.mkdir(parents=True)
-    shutil.copy2(DIGITS / "labels.txt", target / "labels.txt")
-    lines = (DIGITS / "config.pbtxt").read_text().splitlines(keepends=True)
-    (target / "config.pbtxt").write_text("".join(line for line in lines if "latency_slo_ms" not in line))
+    for name in ("config.pbtxt", "labels.txt"):
+        shutil.copy2(DIGITS / name, target / name)
+    drop_latency_slo(target / "config.pbtxt")
     shutil.copytree(DIGITS / "1", target / "1")
     return repo
 

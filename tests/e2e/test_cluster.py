@@ -28,6 +28,7 @@ import tritonclient.grpc as tgrpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetserve.cluster import programs
+from loadtests.bench import drop_latency_slo
 from tests.integration.test_tritonclient import (  # noqa: F401 - conformance tests and their fixtures
     client,
     images,
@@ -57,9 +58,7 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("cluster-repo") / "models"
     repo.mkdir()
     models.digits_model(repo)
-    config = repo / "digits" / "config.pbtxt"
-    lines = config.read_text().splitlines(keepends=True)
-    config.write_text("".join(line for line in lines if "latency_slo_ms" not in line))
+    drop_latency_slo(repo / "digits" / "config.pbtxt")
     models.double_model(repo)
     models.identity_model(repo, "FP32", name="identity_wide", width="W")
     return repo
