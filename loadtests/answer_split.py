@@ -68,3 +68,10 @@ def split(traced: Sequence[Traced], logged: dict[str, tuple[int, float]]) -> lis
 def slowest(rows: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """The ``count`` answers that took longest, slowest first."""
     return sorted(rows, key=lambda r: -r["total"])[:count]
+
+
+def over_limit(rows: Sequence[dict[str, Any]], limit_ms: float) -> tuple[int, int]:
+    """How many answers took longer than ``limit_ms``, and how many of those were within it in
+    the data plane (so the rest of their time went before or after it)."""
+    over = [r for r in rows if r["total"] > limit_ms]
+    return len(over), sum(1 for r in over if r["server"] <= limit_ms)

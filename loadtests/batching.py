@@ -53,6 +53,7 @@ from loadtests.bench import (
     _http_ok,
     _make_request,
     _versions,
+    bench_cores,
     check_answer,
     load_model_spec,
     pinned,
@@ -526,13 +527,13 @@ def split_summary(
     and how many of those were within it in the data plane, and the slowest few."""
     logged = answer_split.logged_times(data_dir) if data_dir is not None else {}
     rows = answer_split.split(traced, logged)
-    over = [r for r in rows if r["total"] > limit_ms]
+    over, within_in_data_plane = answer_split.over_limit(rows, limit_ms)
     return {
         "answered": sum(1 for t in traced if t[3]),
         "joined": len(rows),
         "limit_ms": limit_ms,
-        "over_limit": len(over),
-        "over_limit_within_in_data_plane": sum(1 for r in over if r["server"] <= limit_ms),
+        "over_limit": over,
+        "over_limit_within_in_data_plane": within_in_data_plane,
         "slowest": [
             {k: round(r[k], 1) for k in ("total", "before", "server", "after")}
             for r in answer_split.slowest(rows, SPLIT_SLOWEST)
@@ -1415,10 +1416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not server_available():
         print("fleetserve.cli is not importable: the server is not there yet", flush=True)
         return 1
-    cores = sorted(os.sched_getaffinity(0))
-    server_core = cores[0]
-    client_core = cores[1] if len(cores) >= 2 else cores[0]
-    if len(cores) < 2:
+    server_core, client_core = bench_cores()
+    if server_core == client_core:
         print("warning: one core only: the client shares the servers' core", flush=True)
     print(
         f"batching benchmark: about {estimated_seconds(args) / 60:.1f} min of load plus server starts",
@@ -1426,7 +1425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "usable_cores": cores, "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "usable_cores": sorted(os.sched_getaffinity(0)),
+            "platform": platform.platform(),
+        },
         "versions": _versions(),
         "settings": {
             "models": args.models,

@@ -228,6 +228,13 @@ def shape_matches(shape: Sequence[int], expected: Sequence[int]) -> bool:
 # Affinity and process CPU
 
 
+def bench_cores() -> tuple[int, int]:
+    """(server core, client core): the first two cores this process may run on (the same one
+    twice on a single core)."""
+    cores = sorted(os.sched_getaffinity(0))
+    return cores[0], cores[1] if len(cores) >= 2 else cores[0]
+
+
 @contextlib.contextmanager
 def pinned(cores: set[int]) -> Iterator[None]:
     """Pin this process (and the threads and children it starts meanwhile) to ``cores``."""
@@ -1001,14 +1008,16 @@ def bench_peers(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return 0 when every requested measurement ran without an error."""
     args = parse_args(argv)
-    cores = sorted(os.sched_getaffinity(0))
-    server_core = cores[0]
-    client_core = cores[1] if len(cores) >= 2 else cores[0]
-    if len(cores) < 2:
+    server_core, client_core = bench_cores()
+    if server_core == client_core:
         print("warning: one core only: the client shares the server's core", flush=True)
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "usable_cores": cores, "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "usable_cores": sorted(os.sched_getaffinity(0)),
+            "platform": platform.platform(),
+        },
         "versions": _versions(),
         "settings": {
             "models": args.models,

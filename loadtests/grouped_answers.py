@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from loadtests import batching
-from loadtests.bench import PeerServer, pinned
+from loadtests.bench import PeerServer, bench_cores, pinned
 
 MODEL = "digits"
 
@@ -79,12 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bench is None:
         return 1
     model = bench.spec
+    server_core, client_core = bench_cores()
     peers: dict[int, GroupedPeer] = {}
     try:
         for group in groups:
-            peers[group] = GroupedPeer(model, 0, bench.cache, group, args.wait_ms)
+            peers[group] = GroupedPeer(model, server_core, bench.cache, group, args.wait_ms)
             peers[group].start()
-        with pinned({1 if len(os.sched_getaffinity(0)) > 1 else 0}):
+        with pinned({client_core}):
             found = asyncio.run(measure(peers, model, args))
     finally:
         for peer in peers.values():

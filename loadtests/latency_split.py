@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from loadtests import batching, openloop
-from loadtests.answer_split import Traced, logged_times, slowest, split
-from loadtests.bench import pinned
+from loadtests.answer_split import Traced, logged_times, over_limit, slowest, split
+from loadtests.bench import bench_cores, pinned
 from loadtests.stats import percentile
 
 SLOWEST = 15
@@ -44,11 +43,8 @@ def report(rows: list[dict[str, Any]], kinds: dict[str, int], slo_ms: float) -> 
         lines.append(
             f"  {part:<7} p50 {p50:7.1f}  p99 {p99:7.1f}  p99.9 {p999:7.1f}  max {max(values):7.1f} ms"
         )
-    over = [r for r in rows if r["total"] > slo_ms]
-    late_before = [r for r in over if r["server"] <= slo_ms]
-    lines.append(
-        f"  over the {slo_ms:g} ms SLO: {len(over)}; of them within it in the data plane: {len(late_before)}"
-    )
+    over, within = over_limit(rows, slo_ms)
+    lines.append(f"  over the {slo_ms:g} ms SLO: {over}; of them within it in the data plane: {within}")
     first = min(r["at_s"] for r in rows)
     lines.append(f"slowest {SLOWEST} (ms; at: seconds into the run):")
     lines.append("    total   before   server    after       at")
@@ -76,13 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = batching.MODELS[args.model]
     policy = next(p for p in batching.POLICIES if p.label == batching.ADAPTIVE)
     config = batching.policy_config(batching.read_config(found.folder / "config.pbtxt"), policy, settings)
-    server = batching.PolicyServer(model, 0, found.cache, config, "latency-split")
+    server_core, client_core = bench_cores()
+    server = batching.PolicyServer(model, server_core, found.cache, config, "latency-split")
     schedule = openloop.poisson_schedule(args.rate, args.seconds, np.random.default_rng(args.seed))
     timeout = settings.slo_ms / 1e3 + batching.CLIENT_TIMEOUT_EXTRA_S
     traced: list[Traced] = []
     try:
         server.start()
-        with pinned({1 if len(os.sched_getaffinity(0)) > 1 else 0}):
+        with pinned({client_core}):
             records, _ = asyncio.run(
                 batching.open_records(server.urls["grpc"], model, schedule, timeout, traced)
             )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import batching
-from loadtests.bench import pinned
+from loadtests.bench import bench_cores, pinned
 
 LOG_SETTINGS: dict[str, dict[str, str]] = {
     "off": {"FLEETSERVE_PREDLOG_SAMPLE_RATE": "0"},
@@ -34,11 +34,11 @@ MODEL = "digits"
 
 
 def start_server(
-    model: batching.ModelUnderTest, base: Any, setting: str, policy: batching.Policy, cache: Path
+    model: batching.ModelUnderTest, base: Any, setting: str, policy: batching.Policy, cache: Path, core: int
 ) -> batching.PolicyServer:
     """A digits server for one log setting and policy (its environment set only while it starts)."""
     config = batching.policy_config(base, policy, batching.MODELS[MODEL])
-    server = batching.PolicyServer(model, 0, cache, config, f"{setting}-{policy.label}")
+    server = batching.PolicyServer(model, core, cache, config, f"{setting}-{policy.label}")
     saved = {key: os.environ.get(key) for key in LOG_SETTINGS[setting]}
     os.environ.update(LOG_SETTINGS[setting])
     try:
@@ -84,12 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = found.spec
     base = batching.read_config(found.folder / "config.pbtxt")
     policies = [p for p in batching.POLICIES if p.label in POLICY_LABELS]
+    server_core, client_core = bench_cores()
     servers: dict[tuple[str, str], batching.PolicyServer] = {}
     try:
         for setting in LOG_SETTINGS:
             for policy in policies:
-                servers[(setting, policy.label)] = start_server(model, base, setting, policy, found.cache)
-        with pinned({1 if len(os.sched_getaffinity(0)) > 1 else 0}):
+                servers[(setting, policy.label)] = start_server(
+                    model, base, setting, policy, found.cache, server_core
+                )
+        with pinned({client_core}):
             rates = asyncio.run(measure(servers, model, args.rounds, args.seconds, args.concurrency))
     finally:
         for server in servers.values():

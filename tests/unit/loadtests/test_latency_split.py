@@ -11,7 +11,7 @@ if str(PROJECT_ROOT) not in sys.path:  # loadtests/ is a folder of the project, 
 
 from fleetserve.predlog.framing import frames  # noqa: E402
 from fleetserve.wire import fleet_pb2  # noqa: E402
-from loadtests.answer_split import logged_times, slowest, split  # noqa: E402
+from loadtests.answer_split import logged_times, over_limit, slowest, split  # noqa: E402
 from loadtests.latency_split import report  # noqa: E402
 
 MS = 1_000_000  # ns
@@ -65,3 +65,13 @@ def test_slowest_first() -> None:
     rows = [{"total": t} for t in (3.0, 9.0, 1.0, 7.0)]
     assert [r["total"] for r in slowest(rows, 2)] == [9.0, 7.0]
     assert slowest([], 3) == []
+
+
+def test_over_limit_counts_the_late_and_those_late_outside_the_data_plane() -> None:
+    rows = [
+        {"total": 90.0, "server": 85.0},  # within the limit
+        {"total": 160.0, "server": 40.0},  # late before or after the data plane
+        {"total": 170.0, "server": 155.0},  # late in the data plane
+        {"total": 150.0, "server": 150.0},  # exactly at the limit: not over
+    ]
+    assert over_limit(rows, 150.0) == (2, 1)
